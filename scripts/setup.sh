@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One-time machine set-up for building SharpTune on Debian/Ubuntu: the tools the build uses to make
+# TorchSharp's native library load on older libstdc++ (patchelf, g++, readelf). Idempotent and quick
+# when everything is present.
+set -euo pipefail
+missing=()
+command -v patchelf >/dev/null || missing+=(patchelf)
+command -v g++ >/dev/null || missing+=(g++)
+command -v readelf >/dev/null || missing+=(binutils)
+command -v strings >/dev/null || missing+=(binutils)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v dotnet >/dev/null || { echo "setup: the .NET 10 SDK is required (dotnet not found)" >&2; exit 1; }

@@ -1,0 +1,6 @@
+namespace SharpTune.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => SharpTuneCli.Run(args);
+}
