@@ -1,0 +1,9 @@
+namespace SharpTune.Models;
+
+/// <summary>Every architecture SharpTune can build; each architecture file lists its own classes.</summary>
+internal static class ModelRegistry
+{
+    public static readonly IReadOnlyList<ModelRegistration> All =
+    [
+    ];
+}
