@@ -100,18 +100,7 @@ public class DecoderParityTests(ITestOutputHelper log)
         using var model = LoadCausalLM(ModelDir(fixture));
         var reference = LoadReference(Path.Combine(ModelDir(fixture), "reference.safetensors"));
         var expected = reference["generate_greedy"][0].data<long>().ToArray();
-        var tokens = reference["generate_prompt"][0].data<long>().ToList();
-        using var cache = model.CreateCache(expected.Length);
-        var input = reference["generate_prompt"];
-        while (tokens.Count < expected.Length)
-        {
-            using var output = model.Forward(new ModelInputs(input) { Cache = cache });
-            var next = output.Logits![0, -1].argmax().item<long>();
-            tokens.Add(next);
-            if (model.EosTokenIds.Contains(next))
-                break;
-            input = tensor(new[] { next }).reshape(1, 1);
-        }
+        var tokens = GreedyWithCache(model, reference["generate_prompt"][0].data<long>().ToArray(), expected.Length);
         Assert.Equal(expected, tokens);
     }
 }
