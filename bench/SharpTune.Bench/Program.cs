@@ -6,6 +6,7 @@ using SharpTune.Engine;
 IBenchmark[] all =
 [
     new MatmulBenchmark(),
+    new Stories260KBenchmark(),
 ];
 
 var names = new List<string>();
