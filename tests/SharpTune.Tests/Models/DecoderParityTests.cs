@@ -44,9 +44,9 @@ public class DecoderParityTests(ITestOutputHelper log)
         var ids = LoadReference(Path.Combine(ModelDir(fixture), "reference.safetensors"))["input_ids"];
         using var full = model.Forward(new ModelInputs(ids));
         using var cache = model.CreateCache(ids.shape[1]);
-        // A 3-token prefix first (multi-token step with an empty cache), then one token at a time.
+        // 3 tokens into the empty cache, 2 more on top of them (a multi-token step after cached ones), then one at a time.
         var steps = new List<Tensor>();
-        for (long start = 0, step = 3; start < ids.shape[1]; start += step, step = 1)
+        for (long start = 0, step = 3; start < ids.shape[1]; start += step, step = start == 3 ? 2 : 1)
         {
             using var output = model.Forward(new ModelInputs(ids.narrow(1, start, step)) { Cache = cache });
             steps.Add(output.Logits!.clone());
