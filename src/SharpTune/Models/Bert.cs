@@ -28,23 +28,32 @@ public static class Bert
         config.Get<double?>("classifier_dropout", null) ?? config.Get("hidden_dropout_prob", 0.1);
 }
 
-/// <summary>Base of the BERT classes (transformers' BertPreTrainedModel): base-model prefix and weight init.</summary>
+/// <summary>BERT and RoBERTa share every module; RoBERTa numbers positions after the padding index and names its base model "roberta".</summary>
+internal enum BertVariant
+{
+    Bert,
+    Roberta,
+}
+
+/// <summary>Base of the BERT-family classes (transformers' BertPreTrainedModel): base-model prefix and weight init.</summary>
 public abstract class BertPreTrainedModel : PreTrainedModel
 {
-    private protected BertPreTrainedModel(string name, PretrainedConfig config) : base(name, config)
-    {
-    }
+    private readonly BertVariant _variant;
 
-    public override string BaseModelPrefix => "bert";
+    private protected BertPreTrainedModel(string name, PretrainedConfig config, BertVariant variant) : base(name, config) => _variant = variant;
 
-    /// <summary>Embeddings created with a padding_idx: their padding row starts at zero, as transformers initialises them.</summary>
-    private protected virtual IReadOnlyList<string> PaddedEmbeddings => ["word_embeddings.weight"];
+    private protected BertVariant Variant => _variant;
+
+    public override string BaseModelPrefix => _variant == BertVariant.Roberta ? "roberta" : "bert";
 
     protected override void InitializeMissing(string name, Tensor parameter)
     {
         base.InitializeMissing(name, parameter);
-        foreach (var embedding in PaddedEmbeddings)
-            EncoderInit.ZeroPaddingRow(name, parameter, embedding, Config.Get<long?>("pad_token_id", 0));
+        // Embeddings created with a padding_idx start with a zero row there, as transformers initialises them.
+        var padding = Config.Get<long?>("pad_token_id", 0);
+        EncoderInit.ZeroPaddingRow(name, parameter, "word_embeddings.weight", padding);
+        if (_variant == BertVariant.Roberta)
+            EncoderInit.ZeroPaddingRow(name, parameter, "position_embeddings.weight", padding);
     }
 }
 
@@ -59,12 +68,12 @@ internal sealed class BertEmbeddings : nn.Module
     // RoBERTa numbers positions from padding_idx + 1 and skips padding tokens; BERT counts from 0.
     private readonly long? _positionsAfterPadding;
 
-    public BertEmbeddings(PretrainedConfig config, bool paddingAwarePositions) : base(nameof(BertEmbeddings))
+    public BertEmbeddings(PretrainedConfig config, BertVariant variant) : base(nameof(BertEmbeddings))
     {
         var hidden = config.Require<long>("hidden_size");
         var padding = config.Get<long?>("pad_token_id", 0);
         word_embeddings = nn.Embedding(config.Require<long>("vocab_size"), hidden, padding_idx: padding);
-        _positionsAfterPadding = paddingAwarePositions ? padding ?? 1 : null;
+        _positionsAfterPadding = variant == BertVariant.Roberta ? padding ?? 1 : null;
         position_embeddings = nn.Embedding(config.Get("max_position_embeddings", 512L), hidden, padding_idx: _positionsAfterPadding);
         var typeVocab = config.Get("type_vocab_size", 2L);
         token_type_embeddings = typeVocab > 0 ? nn.Embedding(typeVocab, hidden) : null;
@@ -259,13 +268,13 @@ public class BertModel : BertPreTrainedModel
     private readonly BertEncoder encoder;
     private readonly BertPooler? pooler;
 
-    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(config, addPoolingLayer, paddingAwarePositions: false)
+    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(config, addPoolingLayer, BertVariant.Bert)
     {
     }
 
-    private protected BertModel(PretrainedConfig config, bool addPoolingLayer, bool paddingAwarePositions) : base(nameof(BertModel), config)
+    private protected BertModel(PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(nameof(BertModel), config, variant)
     {
-        embeddings = new BertEmbeddings(config, paddingAwarePositions);
+        embeddings = new BertEmbeddings(config, variant);
         encoder = new BertEncoder(config);
         pooler = addPoolingLayer ? new BertPooler(config) : null;
         RegisterComponents();
@@ -299,19 +308,15 @@ public class BertModel : BertPreTrainedModel
 }
 
 /// <summary><c>BertForSequenceClassification</c>: dropout and a linear classifier on the pooled output.</summary>
-public class BertForSequenceClassification : BertPreTrainedModel
+public sealed class BertForSequenceClassification : BertPreTrainedModel
 {
     private readonly BertModel bert;
     private readonly Dropout dropout;
     private readonly Linear classifier;
 
-    public BertForSequenceClassification(PretrainedConfig config) : this(config, new BertModel(config))
+    public BertForSequenceClassification(PretrainedConfig config) : base(nameof(BertForSequenceClassification), config, BertVariant.Bert)
     {
-    }
-
-    private protected BertForSequenceClassification(PretrainedConfig config, BertModel baseModel) : base(nameof(BertForSequenceClassification), config)
-    {
-        bert = baseModel;
+        bert = new BertModel(config);
         dropout = nn.Dropout(Bert.ClassifierDropout(config));
         classifier = nn.Linear(config.Require<long>("hidden_size"), config.NumLabels);
         RegisterComponents();
@@ -405,7 +410,7 @@ public sealed class BertForMaskedLM : BertPreTrainedModel
     private readonly BertOnlyMLMHead cls;
     private readonly bool _tied;
 
-    public BertForMaskedLM(PretrainedConfig config) : base(nameof(BertForMaskedLM), config)
+    public BertForMaskedLM(PretrainedConfig config) : base(nameof(BertForMaskedLM), config, BertVariant.Bert)
     {
         _tied = config.Get("tie_word_embeddings", true);
         bert = new BertModel(config, addPoolingLayer: false);

@@ -6,5 +6,6 @@ internal static class ModelRegistry
     public static readonly IReadOnlyList<ModelRegistration> All =
     [
         .. Bert.Registrations,
+        .. Roberta.Registrations,
     ];
 }

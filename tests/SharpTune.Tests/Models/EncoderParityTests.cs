@@ -12,6 +12,7 @@ public class EncoderParityTests(ITestOutputHelper log)
         { "bert-base-model", "BertModel" },
         { "bert-seqcls", "BertForSequenceClassification" },
         { "bert-mlm", "BertForMaskedLM" },
+        { "roberta-seqcls", "RobertaForSequenceClassification" },
     };
 
     [Theory]
