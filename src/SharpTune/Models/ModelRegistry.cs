@@ -7,5 +7,6 @@ internal static class ModelRegistry
     [
         .. Bert.Registrations,
         .. Roberta.Registrations,
+        .. DistilBert.Registrations,
     ];
 }

@@ -13,6 +13,7 @@ public class EncoderParityTests(ITestOutputHelper log)
         { "bert-seqcls", "BertForSequenceClassification" },
         { "bert-mlm", "BertForMaskedLM" },
         { "roberta-seqcls", "RobertaForSequenceClassification" },
+        { "distilbert-seqcls", "DistilBertForSequenceClassification" },
     };
 
     [Theory]
