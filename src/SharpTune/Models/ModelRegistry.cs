@@ -8,5 +8,6 @@ internal static class ModelRegistry
         .. Bert.Registrations,
         .. Roberta.Registrations,
         .. DistilBert.Registrations,
+        .. DebertaV2.Registrations,
     ];
 }

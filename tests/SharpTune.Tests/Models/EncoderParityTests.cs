@@ -14,6 +14,7 @@ public class EncoderParityTests(ITestOutputHelper log)
         { "bert-mlm", "BertForMaskedLM" },
         { "roberta-seqcls", "RobertaForSequenceClassification" },
         { "distilbert-seqcls", "DistilBertForSequenceClassification" },
+        { "deberta-v2-seqcls", "DebertaV2ForSequenceClassification" },
     };
 
     [Theory]
