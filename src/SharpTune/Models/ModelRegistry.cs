@@ -8,5 +8,7 @@ internal static class ModelRegistry
         .. Bert.Registrations,
         .. Roberta.Registrations,
         .. Llama.Registrations,
+        .. DistilBert.Registrations,
+        .. DebertaV2.Registrations,
     ];
 }
