@@ -189,12 +189,17 @@ public sealed class Gpt2Model : DecoderModel
 public sealed class Gpt2LMHeadModel(PretrainedConfig config)
     : CausalLMModel("GPT2LMHeadModel", config, new Gpt2Model(config), tiedByDefault: true);
 
+/// <summary>transformers' GPT2ForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class Gpt2ForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("GPT2ForSequenceClassification", config, new Gpt2Model(config));
+
 public static class Gpt2
 {
     public static IReadOnlyList<ModelRegistration> Registrations =>
     [
         new("GPT2Model", "gpt2", ModelTask.Base, config => new Gpt2Model(config)),
         new("GPT2LMHeadModel", "gpt2", ModelTask.CausalLM, config => new Gpt2LMHeadModel(config)),
+        new("GPT2ForSequenceClassification", "gpt2", ModelTask.SequenceClassification, config => new Gpt2ForSequenceClassification(config)),
     ];
 
     // Older GPT-2 checkpoints store the causal mask as attn.bias / attn.masked_bias buffers.
