@@ -178,6 +178,23 @@ public class DecoderModelTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void MismatchedMaskOrPositionsAreRefusedWithTheExpectedShape()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LoadCausalLM(ModelDir("llama-lm"));
+        var ids = LoadReference(Path.Combine(ModelDir("llama-lm"), "reference.safetensors"))["input_ids"];
+        using var cache = model.CreateCache(ids.shape[1]);
+        using (model.Forward(new ModelInputs(ids.narrow(1, 0, 4)) { Cache = cache }))
+        {
+        }
+        // After 4 cached positions the mask must cover 4 + 1 positions, not just the new token.
+        var error = Assert.Throws<ArgumentException>(() =>
+            model.Forward(new ModelInputs(ids.narrow(1, 4, 1)) { Cache = cache, AttentionMask = ones(2, 1, ScalarType.Int64) }));
+        Assert.Contains("[2, 5]", error.Message);
+        Assert.Throws<ArgumentException>(() => model.Forward(new ModelInputs(ids) { PositionIds = arange(5L).unsqueeze(0) }));
+    }
+
+    [Fact]
     public void RepeatedCachedDecodingLeaksNoTensors()
     {
         using var model = LoadCausalLM(ModelDir("gptneox-lm"));
