@@ -20,6 +20,8 @@ public static class SharpTuneCli
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(TokenizerCommand.Create());
         return root;
     }
 
