@@ -49,7 +49,7 @@ public sealed class BadRowsException(IReadOnlyList<BadRow> rows, string hint)
 /// <summary>A dataset and the rows skipped while reading it.</summary>
 public sealed record LoadedDataset(Dataset Dataset, IReadOnlyList<BadRow> BadRows);
 
-/// <summary>Reads CSV, TSV (CsvHelper: RFC 4180 quoting, embedded newlines), JSON Lines and Parquet (Parquet.Net) into
+/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (Parquet.Net) into
 /// a <see cref="Dataset"/> of strings. UTF-8 with or without BOM. Without an explicit choice a CSV/TSV's first row is
 /// a header when it holds all expected column names, or when it has no numeric field, its fields are distinct short
 /// names and a later row differs (a numeric field under a non-numeric name, or a long text).</summary>
@@ -101,6 +101,9 @@ public static class DatasetLoader
             MalformedData = CsvMalformedDataHandling.Recover,
             FieldCountMismatch = CsvFieldCountHandling.Allow,
             SkipEmptyLines = true,
+            // TSV fields cannot hold line breaks (IANA text/tab-separated-values); refusing them there keeps one
+            // unbalanced quote in a message (SMS Spam has three) from swallowing the lines after it.
+            AllowLineBreaksInQuotes = delimiter != '\t',
         };
         using (var reader = CsvReader.FromFile(path, csv))
             while (reader.Read())
