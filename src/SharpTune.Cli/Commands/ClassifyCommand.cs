@@ -115,7 +115,7 @@ public static class ClassifyCommand
         {
             var available = Registry.Where(e => e.Create is not null).ToList();
             foreach (var skipped in Registry.Where(e => e.Create is null))
-                AnsiConsole.MarkupLine($"[yellow]skipping {Markup.Escape(skipped.Name)}[/]: {Markup.Escape(skipped.UnavailableReason ?? "")}");
+                Console.Error.WriteLine($"warning: skipping approach {skipped.Name}: {skipped.UnavailableReason}");
             return available;
         }
         var selected = new List<ApproachEntry>();
@@ -148,7 +148,7 @@ public static class ClassifyCommand
                 new TextExtractionOptions { RequireLabels = requireLabels, KnownLabels = known, LabelThreshold = threshold, SkipBadRows = skip });
             var skipped = loaded.BadRows.Concat(bad).ToList();
             if (skipped.Count > 0)
-                AnsiConsole.MarkupLine($"[yellow]skipped {skipped.Count} bad row(s) of {Markup.Escape(path)}[/]: {Markup.Escape(string.Join("; ", skipped.Take(3)))}{(skipped.Count > 3 ? "; ..." : "")}");
+                Console.Error.WriteLine($"warning: skipped {skipped.Count} bad row(s) of {path}: {string.Join("; ", skipped.Take(3))}{(skipped.Count > 3 ? "; ..." : "")}");
             if (texts.Count == 0)
                 throw new InvalidDataException($"{path} has no usable rows");
             return texts;

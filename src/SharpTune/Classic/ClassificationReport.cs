@@ -13,7 +13,8 @@ public sealed record ApproachEvaluation(ApproachResult Result, int[] Predicted, 
     public string Approach => Result.Approach;
     public double Accuracy => Metrics["accuracy"]!.GetValue<double>();
     public double F1 => Metrics["f1"]!.GetValue<double>();
-    public double RocAuc => Metrics["roc_auc"]!.GetValue<double>();
+    /// <summary>NaN when the eval texts hold a single class (the area is undefined; null in metrics.json).</summary>
+    public double RocAuc => Metrics["roc_auc"]?.GetValue<double>() ?? double.NaN;
 }
 
 /// <summary>Evaluates approaches and writes the comparison: <c>metrics.json</c> (one object per approach),
@@ -37,6 +38,8 @@ public static class ClassificationReport
             ? (truth, ClassificationMetrics.Column(probabilities, 2, 1))
             : (truth.SelectMany(t => Enumerable.Range(0, classes).Select(k => t == k ? 1 : 0)).ToArray(), probabilities);
         var confusion = ClassificationMetrics.ConfusionMatrix(truth, predicted, classes);
+        // Ranking metrics need both a positive and a negative per class; with one class in eval they are undefined.
+        var ranked = truth.Distinct().Count() == classes;
         var metrics = new JsonObject
         {
             ["description"] = result.Description,
@@ -46,8 +49,8 @@ public static class ClassificationReport
             ["recall"] = main.Recall,
             ["f1_macro"] = macro.F1,
             ["f1_micro"] = micro.F1,
-            ["roc_auc"] = ClassificationMetrics.RocAucOneVsRest(truth, probabilities, classes),
-            ["average_precision"] = ClassificationMetrics.AveragePrecision(curveTruth, curveScores),
+            ["roc_auc"] = ranked ? ClassificationMetrics.RocAucOneVsRest(truth, probabilities, classes) : null,
+            ["average_precision"] = ranked ? ClassificationMetrics.AveragePrecision(curveTruth, curveScores) : null,
             ["log_loss"] = ClassificationMetrics.LogLoss(truth, probabilities, classes),
             ["mcc"] = ClassificationMetrics.MatthewsCorrelation(truth, predicted, classes),
             ["train_seconds"] = result.TrainSeconds,
@@ -82,7 +85,7 @@ public static class ClassificationReport
         foreach (var evaluation in evaluations)
             WriteAtomically(Path.Combine(outputDirectory, $"predictions_{evaluation.Approach}.csv"), PredictionsCsv(problem, evaluation));
 
-        var best = evaluations.MaxBy(e => e.RocAuc)!;
+        var best = evaluations.MaxBy(e => double.IsNaN(e.RocAuc) ? e.Accuracy - 1 : e.RocAuc)!;
         if (problem.Test is not null && best.Result.TestProbabilities is { } test)
             WriteAtomically(Path.Combine(outputDirectory, "submission.csv"), SubmissionCsv(problem, test));
 
@@ -91,7 +94,7 @@ public static class ClassificationReport
         ReportPlots.Save(Path.Combine(outputDirectory, "roc.png"), $"ROC curve{curveKind}", "False positive rate", "True positive rate",
             evaluations.Select(e => ($"{e.Approach} (AUC {e.RocAuc:F3})", e.Roc.X, e.Roc.Y)).ToList(), diagonal: true);
         ReportPlots.Save(Path.Combine(outputDirectory, "pr.png"), $"Precision-recall curve{curveKind}", "Recall", "Precision",
-            evaluations.Select(e => ($"{e.Approach} (AP {e.Metrics["average_precision"]!.GetValue<double>():F3})", e.PrecisionRecall.X, e.PrecisionRecall.Y)).ToList(), diagonal: false);
+            evaluations.Select(e => ($"{e.Approach} (AP {e.Metrics["average_precision"]?.GetValue<double>() ?? double.NaN:F3})", e.PrecisionRecall.X, e.PrecisionRecall.Y)).ToList(), diagonal: false);
         WriteAtomically(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best));
     }
 
@@ -153,10 +156,10 @@ public static class ClassificationReport
         builder.Append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         foreach (var e in evaluations)
         {
-            double M(string key) => e.Metrics[key]!.GetValue<double>();
+            string M(string key) => e.Metrics[key]?.GetValue<double>() is { } value ? value.ToString(key.EndsWith("seconds") ? "F2" : "F4", CultureInfo.InvariantCulture) : "n/a";
             var name = e == best && evaluations.Count > 1 ? $"**{e.Approach}**" : e.Approach;
             builder.Append(CultureInfo.InvariantCulture,
-                $"| {name} | {M("accuracy"):F4} | {M("f1"):F4} | {M("precision"):F4} | {M("recall"):F4} | {M("roc_auc"):F4} | {M("log_loss"):F4} | {M("mcc"):F4} | {M("train_seconds"):F2} | {M("predict_seconds"):F2} |\n");
+                $"| {name} | {M("accuracy")} | {M("f1")} | {M("precision")} | {M("recall")} | {M("roc_auc")} | {M("log_loss")} | {M("mcc")} | {M("train_seconds")} | {M("predict_seconds")} |\n");
         }
         builder.Append("\n## Approaches\n\n");
         foreach (var e in evaluations)
