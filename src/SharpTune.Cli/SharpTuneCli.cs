@@ -22,6 +22,7 @@ public static class SharpTuneCli
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
+        root.Subcommands.Add(ClassifyCommand.Create());
         return root;
     }
 
