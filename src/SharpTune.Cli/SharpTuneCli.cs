@@ -23,6 +23,7 @@ public static class SharpTuneCli
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(ClassifyCommand.Create());
+        root.Subcommands.Add(PretrainCommand.Create());
         return root;
     }
 

@@ -46,6 +46,16 @@ public abstract class PreTrainedModel : nn.Module
     {
     }
 
+    /// <summary>Initialises every floating parameter as transformers' _init_weights does (training from scratch),
+    /// then ties weights.</summary>
+    public void InitializeWeights()
+    {
+        foreach (var (name, parameter) in named_parameters())
+            if (!TiedParameterNames.Contains(name) && parameter.is_floating_point())
+                InitializeMissing(name, parameter);
+        TieWeights();
+    }
+
     public long ParameterCount(bool trainableOnly = false) =>
         parameters().Where(p => !trainableOnly || p.requires_grad).Sum(p => p.numel());
 
