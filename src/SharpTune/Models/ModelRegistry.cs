@@ -5,5 +5,6 @@ internal static class ModelRegistry
 {
     public static readonly IReadOnlyList<ModelRegistration> All =
     [
+        .. Llama.Registrations,
     ];
 }
