@@ -29,6 +29,10 @@ public class GenerationTests
 
     [Theory]
     [InlineData("llama-lm")]
+    [InlineData("qwen2-lm")]
+    [InlineData("phi-lm")]
+    [InlineData("gpt2-lm")]
+    [InlineData("gptneox-lm")]
     public void GreedyReproducesTransformersGenerate(string fixture)
     {
         var directory = RepoPaths.Fixture("models", fixture);
@@ -106,6 +110,23 @@ public class GenerationTests
             Assert.Equal(generator.Generate([prompts[i]], config).Sequences[0], batched.Sequences[i]);
             Assert.Equal(references[i].GreedyIds.Take(prompts[i].Count + 40), batched.Sequences[i]);
         }
+    }
+
+    [Theory]
+    [InlineData("llama-lm")]
+    [InlineData("qwen2-lm")]
+    [InlineData("phi-lm")]
+    [InlineData("gpt2-lm")]
+    [InlineData("gptneox-lm")]
+    public void EveryDecoderGivesTheSameIdsBatchedWithLeftPaddingAsOneByOne(string fixture)
+    {
+        using var model = Load(RepoPaths.Fixture("models", fixture));
+        var generator = new TextGenerator(model);
+        IReadOnlyList<long>[] prompts = [[5, 17, 42, 99, 7], [301], [12, 900, 4, 77, 31, 8, 650, 3, 19]];
+        var config = new GenerationConfig { MaxNewTokens = 12 };
+        var batched = generator.Generate(prompts, config);
+        for (var i = 0; i < prompts.Length; i++)
+            Assert.Equal(generator.Generate([prompts[i]], config).Sequences[0], batched.Sequences[i]);
     }
 
     [Fact]
