@@ -1,0 +1,73 @@
+using System.Text.Json;
+using SharpTune.Tests.Support;
+
+namespace SharpTune.Tests.Generation;
+
+public class GenerateCliTests
+{
+    [Fact]
+    public void GenerateWritesIdsTextAndSpeedToOutputJson()
+    {
+        var directory = RepoPaths.NewTempDirectory();
+        try
+        {
+            var reference = GenerationTests.LoadStoriesReference()[1];
+            var path = Path.Combine(directory, "out.json");
+            var result = CliRunner.Run("generate", "--model", Path.Combine(RepoPaths.Models, "stories260K"), "--prompt", reference.Prompt,
+                "--max-new-tokens", "30", "--greedy", "--output", path, "--device", "cpu", "--threads", "1");
+            Assert.True(result.ExitCode == 0, result.All);
+            using var json = JsonDocument.Parse(File.ReadAllText(path));
+            var ids = json.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            Assert.Equal(reference.GreedyIds.Take(reference.PromptIds.Length + 30), ids);
+            var text = json.RootElement.GetProperty("text").GetString()!;
+            Assert.StartsWith("Once upon a time, there was a little girl named Lily.", text);
+            Assert.True(json.RootElement.GetProperty("tokens_per_second").GetDouble() > 0);
+            // The generated text was printed as it was produced.
+            Assert.Contains(json.RootElement.GetProperty("generated_text").GetString()!, result.StdOut);
+        }
+        finally
+        {
+            Directory.Delete(directory, true);
+        }
+    }
+
+    [Fact]
+    public void GenerateWithPromptIdsSamplesReproduciblyWithASeed()
+    {
+        var directory = RepoPaths.NewTempDirectory();
+        try
+        {
+            string[] Run(string seed, string file)
+            {
+                var path = Path.Combine(directory, file);
+                var result = CliRunner.Run("generate", "--model", Path.Combine(RepoPaths.Models, "stories260K"), "--prompt-ids", "1,403,407",
+                    "--max-new-tokens", "25", "--temperature", "1.0", "--top-k", "20", "--seed", seed, "--output", path, "--device", "cpu", "--threads", "1");
+                Assert.True(result.ExitCode == 0, result.All);
+                using var json = JsonDocument.Parse(File.ReadAllText(path));
+                return json.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt64().ToString()).ToArray();
+            }
+            var first = Run("11", "a.json");
+            Assert.Equal(28, first.Length);
+            Assert.Equal(first, Run("11", "b.json"));
+            Assert.NotEqual(first, Run("12", "c.json"));
+        }
+        finally
+        {
+            Directory.Delete(directory, true);
+        }
+    }
+
+    [Fact]
+    public void GenerateRejectsConflictingOptions()
+    {
+        var model = Path.Combine(RepoPaths.Models, "stories260K");
+        var both = CliRunner.Run("generate", "--model", model, "--prompt", "a", "--prompt-ids", "1");
+        Assert.Equal(2, both.ExitCode);
+        Assert.Contains("exactly one of --prompt", both.StdErr);
+        var greedySampling = CliRunner.Run("generate", "--model", model, "--prompt", "a", "--greedy", "--temperature", "0.7");
+        Assert.Equal(2, greedySampling.ExitCode);
+        var missing = CliRunner.Run("generate", "--model", Path.Combine(model, "nope"), "--prompt-ids", "1");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("nope", missing.StdErr);
+    }
+}
