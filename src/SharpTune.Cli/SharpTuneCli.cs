@@ -19,6 +19,7 @@ public static class SharpTuneCli
         GlobalOptions.AddTo(root);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(Llama2cConversion.CreateCommand());
         return root;
     }
 

@@ -71,3 +71,40 @@ public class GenerateCliTests
         Assert.Contains("nope", missing.StdErr);
     }
 }
+
+public class ConvertLlama2cCliTests
+{
+    [Fact]
+    public void ConvertFromLlama2cProducesAModelThatGeneratesTheReference()
+    {
+        var directory = RepoPaths.NewTempDirectory();
+        try
+        {
+            var llama2c = Path.Combine(RepoPaths.Models, "stories260K", "llama2c");
+            var model = Path.Combine(directory, "stories");
+            var convert = CliRunner.Run("convert", "--from", "llama2c", "--model", Path.Combine(llama2c, "stories260K.bin"),
+                "--tokenizer", Path.Combine(llama2c, "tok512.bin"), "--output", model);
+            Assert.True(convert.ExitCode == 0, convert.All);
+            Assert.Contains("5 layers", convert.StdOut);
+
+            var reference = GenerationTests.LoadStoriesReference()[2];
+            var path = Path.Combine(directory, "out.json");
+            var generate = CliRunner.Run("generate", "--model", model, "--prompt", reference.Prompt,
+                "--max-new-tokens", $"{reference.GreedyIds.Length - reference.PromptIds.Length}", "--output", path, "--device", "cpu", "--threads", "1");
+            Assert.True(generate.ExitCode == 0, generate.All);
+            using var json = JsonDocument.Parse(File.ReadAllText(path));
+            Assert.Equal(reference.GreedyIds, json.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt64()));
+
+            var again = CliRunner.Run("convert", "--from", "llama2c", "--model", Path.Combine(llama2c, "stories260K.bin"),
+                "--tokenizer", Path.Combine(llama2c, "tok512.bin"), "--output", model);
+            Assert.Equal(2, again.ExitCode);
+            Assert.Contains("not empty", again.StdErr);
+            var noTokenizer = CliRunner.Run("convert", "--from", "llama2c", "--model", Path.Combine(llama2c, "stories260K.bin"), "--output", Path.Combine(directory, "x"));
+            Assert.Equal(2, noTokenizer.ExitCode);
+        }
+        finally
+        {
+            Directory.Delete(directory, true);
+        }
+    }
+}
