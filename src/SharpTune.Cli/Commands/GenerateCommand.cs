@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
 using SharpTune.Generation;
 using SharpTune.IO;
@@ -18,10 +19,11 @@ public static class GenerateCommand
         var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as comma-separated token ids, e.g. 1,403,407." };
         var template = new Option<string>("--template")
         {
-            Description = "Prompt template: none (the prompt as given) or alpaca (the prompt is an instruction, as in the Dolly/Alpaca format).",
+            Description = "Prompt template: none (the prompt as given), alpaca (the prompt is an instruction, as in the Dolly/Alpaca format) " +
+                          "or chat (tokenizer_config.json's chat_template; Jinja templates are not rendered yet and are reported).",
             DefaultValueFactory = _ => "none",
         };
-        template.AcceptOnlyFromAmong("none", "alpaca");
+        template.AcceptOnlyFromAmong("none", "alpaca", "chat");
         var input = new Option<string?>("--input") { Description = "With --template alpaca: context for the instruction (the '### Input:' section)." };
         var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "Tokens to generate (default: generation_config.json, else up to 20 tokens in all)." };
         var greedy = new Option<bool>("--greedy") { Description = "Greedy decoding (the most likely token each step)." };
@@ -51,6 +53,8 @@ public static class GenerateCommand
                            || parseResult.GetValue(topP) is not null || parseResult.GetValue(minP) is not null;
             if (sampling && parseResult.GetValue(greedy))
                 throw new UsageException("--greedy cannot be combined with --temperature/--top-k/--top-p/--min-p");
+            if (parseResult.GetValue(template) == "chat")
+                throw new UsageException(ChatTemplateMessage(directory));
             var useTemplate = parseResult.GetValue(template) == "alpaca";
             if (useTemplate && text is null)
                 throw new UsageException("--template alpaca formats --prompt text; it cannot be used with --prompt-ids");
@@ -107,6 +111,17 @@ public static class GenerateCommand
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    /// <summary>Why --template chat cannot be applied: chat templates are Jinja programs, which SharpTune does not run.</summary>
+    private static string ChatTemplateMessage(string directory)
+    {
+        var path = Path.Combine(directory, "tokenizer_config.json");
+        var hasTemplate = File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject config
+                          && config["chat_template"] is not null;
+        return hasTemplate
+            ? $"{path}: its chat_template is a Jinja template, which SharpTune cannot render; pass the formatted conversation with --prompt, or use --template alpaca"
+            : $"{path}: no chat_template (the model has no chat format); use --template alpaca for instruction prompts or --template none";
     }
 
     private static bool HasTokenizer(string directory) =>

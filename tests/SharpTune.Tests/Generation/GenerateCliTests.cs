@@ -66,6 +66,9 @@ public class GenerateCliTests
         Assert.Contains("exactly one of --prompt", both.StdErr);
         var greedySampling = CliRunner.Run("generate", "--model", model, "--prompt", "a", "--greedy", "--temperature", "0.7");
         Assert.Equal(2, greedySampling.ExitCode);
+        var chat = CliRunner.Run("generate", "--model", model, "--prompt", "a", "--template", "chat");
+        Assert.Equal(2, chat.ExitCode);
+        Assert.Contains("no chat_template", chat.StdErr);
         var missing = CliRunner.Run("generate", "--model", Path.Combine(model, "nope"), "--prompt-ids", "1");
         Assert.Equal(2, missing.ExitCode);
         Assert.Contains("nope", missing.StdErr);
