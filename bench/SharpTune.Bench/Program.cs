@@ -6,6 +6,8 @@ using SharpTune.Engine;
 IBenchmark[] all =
 [
     new MatmulBenchmark(),
+    new TfidfBenchmark(),
+    new Stories260KBenchmark(),
     new GenerationBenchmark(),
 ];
 

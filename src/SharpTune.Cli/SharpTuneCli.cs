@@ -19,7 +19,10 @@ public static class SharpTuneCli
         GlobalOptions.AddTo(root);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
-        root.Subcommands.Add(Llama2cConversion.CreateCommand());
+        root.Subcommands.Add(ForwardCommand.Create());
+        root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(TokenizerCommand.Create());
         return root;
     }
 

@@ -74,8 +74,8 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
 /// <summary>GPT-2 attention: fused c_attn (q | k | v), c_proj.</summary>
 public sealed class Gpt2Attention : nn.Module
 {
-    private readonly Conv1D _qkv;
-    private readonly Conv1D _projection;
+    private readonly nn.Module<Tensor, Tensor> _qkv;
+    private readonly nn.Module<Tensor, Tensor> _projection;
     private readonly Gpt2Options _options;
     private readonly int _layer;
     private readonly double _queryScale;
@@ -105,8 +105,8 @@ public sealed class Gpt2Attention : nn.Module
 /// <summary>GPT-2 MLP: c_proj(act(c_fc(x))).</summary>
 public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Conv1D _fc;
-    private readonly Conv1D _projection;
+    private readonly nn.Module<Tensor, Tensor> _fc;
+    private readonly nn.Module<Tensor, Tensor> _projection;
     private readonly Func<Tensor, Tensor> _activation;
     private readonly double _dropout;
 

@@ -5,10 +5,14 @@ internal static class ModelRegistry
 {
     public static readonly IReadOnlyList<ModelRegistration> All =
     [
+        .. Bert.Registrations,
+        .. Roberta.Registrations,
         .. Llama.Registrations,
         .. Qwen2.Registrations,
         .. Phi.Registrations,
         .. Gpt2.Registrations,
         .. GptNeoX.Registrations,
+        .. DistilBert.Registrations,
+        .. DebertaV2.Registrations,
     ];
 }

@@ -25,6 +25,9 @@ public abstract class PreTrainedModel : nn.Module
 
     public abstract ModelOutput Forward(ModelInputs inputs);
 
+    /// <summary>The transformers class name written to <c>architectures</c> on save (SharpTune's classes share them).</summary>
+    public virtual string ArchitectureName => GetType().Name;
+
     /// <summary>Initialises one parameter the checkpoint did not provide, as transformers' _init_weights does.</summary>
     protected virtual void InitializeMissing(string name, Tensor parameter)
     {
@@ -116,6 +119,8 @@ public abstract class PreTrainedModel : nn.Module
             tensors.Add(new(name, Convert(buffer, dtype)));
 
         var config = Config.Clone();
+        // transformers records the saved class, so a classifier fine-tuned from a masked-LM checkpoint reloads as a classifier.
+        config.Set("architectures", new System.Text.Json.Nodes.JsonArray(ArchitectureName));
         var stored = dtype ?? parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
         config.DType = TorchRuntime.DTypeName(stored);
         ShardedSafeTensors.Save(directory, tensors, maxShardBytes);
