@@ -33,18 +33,21 @@ public static class GenerateCommand
         var minP = new Option<double?>("--min-p") { Description = "Sample among tokens at least min_p × the top token's probability." };
         var repetitionPenalty = new Option<double?>("--repetition-penalty") { Description = "Penalise tokens already in the sequence (>1 discourages repeats)." };
         var stop = new Option<string[]>("--stop") { Description = "Stop once the generated text contains this string (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var adapter = new Option<string?>("--adapter") { Description = "LoRA adapter directory (adapter_config.json + adapter_model.safetensors) to apply." };
         var output = new Option<string?>("--output") { Description = "Write {\"ids\", \"text\", \"tokens_per_second\", ...} to this JSON file." };
 
         var command = new Command("generate",
             "Generate text with a causal language model (Llama, Qwen2, Phi, GPT-2, GPT-NeoX), printing it as it is produced. " +
             "Greedy by default (or as generation_config.json says); --temperature/--top-k/--top-p/--min-p sample, reproducibly with --seed.")
         {
-            model, prompt, promptIds, template, input, maxNewTokens, greedy, temperature, topK, topP, minP, repetitionPenalty, stop, output,
+            model, prompt, promptIds, template, input, maxNewTokens, greedy, temperature, topK, topP, minP, repetitionPenalty, stop, adapter, output,
         };
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
             var directory = parseResult.GetValue(model)!;
+            if (parseResult.GetValue(adapter) is { } adapterDirectory)
+                throw new UsageException($"--adapter {adapterDirectory}: LoRA adapters are not supported yet by 'generate'");
             var text = parseResult.GetValue(prompt);
             var ids = parseResult.GetValue(promptIds);
             if ((text is null) == (ids is null))
