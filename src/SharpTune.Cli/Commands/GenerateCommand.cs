@@ -25,7 +25,7 @@ public static class GenerateCommand
         };
         template.AcceptOnlyFromAmong("none", "alpaca", "chat");
         var input = new Option<string?>("--input") { Description = "With --template alpaca: context for the instruction (the '### Input:' section)." };
-        var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "Tokens to generate (default: generation_config.json, else up to 20 tokens in all)." };
+        var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "Tokens to generate (default: generation_config.json's max_new_tokens or max_length, else 20)." };
         var greedy = new Option<bool>("--greedy") { Description = "Greedy decoding (the most likely token each step)." };
         var temperature = new Option<double?>("--temperature") { Description = "Sample with this temperature." };
         var topK = new Option<int?>("--top-k") { Description = "Sample among the k most likely tokens (0: all; default 50 when sampling)." };
@@ -67,7 +67,8 @@ public static class GenerateCommand
             var defaults = GenerationConfig.FromPretrained(directory);
             var config = defaults with
             {
-                MaxNewTokens = parseResult.GetValue(maxNewTokens) ?? defaults.MaxNewTokens,
+                // transformers' max_length default (20 tokens in all) would leave nothing to generate after a long prompt.
+                MaxNewTokens = parseResult.GetValue(maxNewTokens) ?? defaults.MaxNewTokens ?? (defaults.MaxLength is null ? 20 : null),
                 DoSample = sampling || (!parseResult.GetValue(greedy) && defaults.DoSample),
                 Temperature = parseResult.GetValue(temperature) ?? defaults.Temperature,
                 TopK = parseResult.GetValue(topK) ?? defaults.TopK,

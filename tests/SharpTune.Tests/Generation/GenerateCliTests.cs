@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.Generation;
 using SharpTune.Tests.Support;
 
 namespace SharpTune.Tests.Generation;
@@ -50,6 +51,30 @@ public class GenerateCliTests
             Assert.Equal(28, first.Length);
             Assert.Equal(first, Run("11", "b.json"));
             Assert.NotEqual(first, Run("12", "c.json"));
+        }
+        finally
+        {
+            Directory.Delete(directory, true);
+        }
+    }
+
+    [Fact]
+    public void GenerateFormatsAlpacaInstructionsAndGenerates20TokensByDefault()
+    {
+        var directory = RepoPaths.NewTempDirectory();
+        try
+        {
+            var model = Path.Combine(RepoPaths.Models, "stories260K");
+            var path = Path.Combine(directory, "out.json");
+            var result = CliRunner.Run("generate", "--model", model, "--prompt", "Write a story about a dog.", "--template", "alpaca",
+                "--output", path, "--device", "cpu", "--threads", "1");
+            Assert.True(result.ExitCode == 0, result.All);
+            using var json = JsonDocument.Parse(File.ReadAllText(path));
+            var expectedPrompt = PromptTokenizer.FromPretrained(model).Encode(AlpacaTemplate.Format("Write a story about a dog."));
+            var ids = json.RootElement.GetProperty("ids").EnumerateArray().Select(e => e.GetInt64()).ToList();
+            Assert.Equal(expectedPrompt, ids.Take(expectedPrompt.Count));
+            Assert.Equal(20, json.RootElement.GetProperty("new_tokens").GetInt32());
+            Assert.StartsWith(AlpacaTemplate.Format("Write a story about a dog."), json.RootElement.GetProperty("text").GetString());
         }
         finally
         {
