@@ -9,6 +9,7 @@ IBenchmark[] all =
     new TfidfBenchmark(),
     new Stories260KBenchmark(),
     new EncoderForwardBenchmark(),
+    new GenerationBenchmark(),
 ];
 
 var names = new List<string>();
