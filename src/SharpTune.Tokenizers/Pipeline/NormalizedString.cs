@@ -70,6 +70,14 @@ public sealed class NormalizedString
         Ends = builder.Ends.ToArray();
     }
 
+    /// <summary>Replaces the text by one of the same length whose chars map one-to-one (alignment unchanged).</summary>
+    internal void ReplaceSameLength(string text)
+    {
+        if (text.Length != Text.Length)
+            throw new ArgumentException("length must not change", nameof(text));
+        Text = text;
+    }
+
     /// <summary>Prepends <paramref name="prefix"/>, aligned with the first char (as Hugging Face does).</summary>
     public void Prepend(string prefix)
     {
