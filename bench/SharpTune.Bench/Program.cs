@@ -10,6 +10,7 @@ IBenchmark[] all =
     new Stories260KBenchmark(),
     new EncoderForwardBenchmark(),
     new GenerationBenchmark(),
+    new TokenizerBenchmark(),
 ];
 
 var names = new List<string>();

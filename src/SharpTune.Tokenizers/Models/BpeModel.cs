@@ -32,7 +32,7 @@ public sealed class BpeModel : ITokenizerModel
         Options = options;
         Merges = merges;
         var prefixLength = options.ContinuingSubwordPrefix?.Length ?? 0;
-        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        _merges = new Dictionary<long, (int, int)>(merges.Count, PairComparer.Instance);
         for (var rank = 0; rank < merges.Count; rank++)
         {
             var (left, right) = merges[rank];
@@ -58,6 +58,14 @@ public sealed class BpeModel : ITokenizerModel
     public string? IdToToken(int id) => id >= 0 && id < _idToToken.Length ? _idToToken[id] : null;
 
     private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
+
+    /// <summary>long.GetHashCode xors the halves, so pairs of small ids collide massively; mix the bits instead.</summary>
+    private sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
 
     public void Tokenize(string word, List<Token> output)
     {

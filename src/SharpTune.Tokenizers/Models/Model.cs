@@ -19,13 +19,14 @@ public interface ITokenizerModel
 internal sealed class WordCache(int capacity = 200_000)
 {
     private readonly ConcurrentDictionary<string, Token[]> _entries = new();
+    private int _count; // ConcurrentDictionary.Count takes every lock: keep our own approximate count
 
     public bool TryGet(string word, out Token[] tokens) => _entries.TryGetValue(word, out tokens!);
 
     public void Add(string word, Token[] tokens)
     {
-        if (_entries.Count < capacity && word.Length < 256)
-            _entries.TryAdd(word, tokens);
+        if (_count < capacity && word.Length < 256 && _entries.TryAdd(word, tokens))
+            Interlocked.Increment(ref _count);
     }
 }
 

@@ -9,21 +9,55 @@ namespace SharpTune.Tokenizers.Pipeline;
 /// </summary>
 public sealed class NormalizedString
 {
+    // Slices share their parent's alignment arrays (char i maps to index _offset + i) until someone needs them alone.
+    private int[] _starts;
+    private int[] _ends;
+    private int _offset;
+
     public NormalizedString(string text, int[] starts, int[] ends)
+        : this(text, starts, ends, 0)
+    {
+    }
+
+    private NormalizedString(string text, int[] starts, int[] ends, int offset)
     {
         Text = text;
-        Starts = starts;
-        Ends = ends;
+        _starts = starts;
+        _ends = ends;
+        _offset = offset;
     }
 
     /// <summary>The current (normalized) text.</summary>
     public string Text { get; private set; }
 
     /// <summary>Original start offset (UTF-16, in the caller's text) of each char of <see cref="Text"/>.</summary>
-    public int[] Starts { get; private set; }
+    public int[] Starts
+    {
+        get
+        {
+            Materialize();
+            return _starts;
+        }
+    }
 
     /// <summary>Original end offset (exclusive) of each char of <see cref="Text"/>.</summary>
-    public int[] Ends { get; private set; }
+    public int[] Ends
+    {
+        get
+        {
+            Materialize();
+            return _ends;
+        }
+    }
+
+    private void Materialize()
+    {
+        if (_offset == 0 && _starts.Length == Text.Length)
+            return;
+        _starts = _starts[_offset..(_offset + Text.Length)];
+        _ends = _ends[_offset..(_offset + Text.Length)];
+        _offset = 0;
+    }
 
     public int Length => Text.Length;
 
@@ -46,7 +80,7 @@ public sealed class NormalizedString
     {
         if (start == 0 && end == Text.Length)
             return this;
-        return new NormalizedString(Text.Substring(start, end - start), Starts[start..end], Ends[start..end]);
+        return new NormalizedString(Text.Substring(start, end - start), _starts, _ends, _offset + start);
     }
 
     /// <summary>Original range covered by the current chars <c>[start, end)</c>.</summary>
@@ -56,18 +90,27 @@ public sealed class NormalizedString
             return (0, 0);
         if (end <= start)
         {
-            var at = Math.Min(start, Text.Length - 1);
-            return (Starts[at], Starts[at]);
+            var at = _offset + Math.Min(start, Text.Length - 1);
+            return (_starts[at], _starts[at]);
         }
-        return (Starts[start], Ends[end - 1]);
+        return (_starts[_offset + start], _ends[_offset + end - 1]);
     }
 
     /// <summary>Replaces the content with what <paramref name="builder"/> built.</summary>
     internal void Assign(Builder builder)
     {
         Text = builder.Text.ToString();
-        Starts = builder.Starts.ToArray();
-        Ends = builder.Ends.ToArray();
+        _starts = builder.Starts.ToArray();
+        _ends = builder.Ends.ToArray();
+        _offset = 0;
+    }
+
+    /// <summary>Replaces the text by one of the same length whose chars map one-to-one (alignment unchanged).</summary>
+    internal void ReplaceSameLength(string text)
+    {
+        if (text.Length != Text.Length)
+            throw new ArgumentException("length must not change", nameof(text));
+        Text = text;
     }
 
     /// <summary>Prepends <paramref name="prefix"/>, aligned with the first char (as Hugging Face does).</summary>

@@ -128,7 +128,10 @@ public sealed class LowercaseNormalizer : INormalizer
     {
         if (!NeedsLowercase(text.Text))
             return;
-        text.MapRunes(UnicodeRules.AppendLower);
+        if (System.Text.Ascii.IsValid(text.Text))
+            text.ReplaceSameLength(text.Text.ToLowerInvariant());
+        else
+            text.MapRunes(UnicodeRules.AppendLower);
     }
 
     internal static bool NeedsLowercase(string s)
