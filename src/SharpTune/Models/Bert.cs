@@ -42,8 +42,6 @@ public abstract class BertPreTrainedModel : PreTrainedModel
 
     private protected BertPreTrainedModel(string name, PretrainedConfig config, BertVariant variant) : base(name, config) => _variant = variant;
 
-    private protected BertVariant Variant => _variant;
-
     public override string BaseModelPrefix => _variant == BertVariant.Roberta ? "roberta" : "bert";
 
     protected override void InitializeMissing(string name, Tensor parameter)
