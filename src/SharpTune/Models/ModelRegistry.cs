@@ -7,6 +7,11 @@ internal static class ModelRegistry
     [
         .. Bert.Registrations,
         .. Roberta.Registrations,
+        .. Llama.Registrations,
+        .. Qwen2.Registrations,
+        .. Phi.Registrations,
+        .. Gpt2.Registrations,
+        .. GptNeoX.Registrations,
         .. DistilBert.Registrations,
         .. DebertaV2.Registrations,
     ];
