@@ -266,11 +266,11 @@ public class BertModel : BertPreTrainedModel
     private readonly BertEncoder encoder;
     private readonly BertPooler? pooler;
 
-    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(config, addPoolingLayer, BertVariant.Bert)
+    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(nameof(BertModel), config, addPoolingLayer, BertVariant.Bert)
     {
     }
 
-    private protected BertModel(PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(nameof(BertModel), config, variant)
+    private protected BertModel(string name, PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(name, config, variant)
     {
         embeddings = new BertEmbeddings(config, variant);
         encoder = new BertEncoder(config);
