@@ -42,8 +42,6 @@ public abstract class BertPreTrainedModel : PreTrainedModel
 
     private protected BertPreTrainedModel(string name, PretrainedConfig config, BertVariant variant) : base(name, config) => _variant = variant;
 
-    private protected BertVariant Variant => _variant;
-
     public override string BaseModelPrefix => _variant == BertVariant.Roberta ? "roberta" : "bert";
 
     protected override void InitializeMissing(string name, Tensor parameter)
@@ -268,11 +266,11 @@ public class BertModel : BertPreTrainedModel
     private readonly BertEncoder encoder;
     private readonly BertPooler? pooler;
 
-    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(config, addPoolingLayer, BertVariant.Bert)
+    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(nameof(BertModel), config, addPoolingLayer, BertVariant.Bert)
     {
     }
 
-    private protected BertModel(PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(nameof(BertModel), config, variant)
+    private protected BertModel(string name, PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(name, config, variant)
     {
         embeddings = new BertEmbeddings(config, variant);
         encoder = new BertEncoder(config);

@@ -19,7 +19,7 @@ public static class Roberta
 }
 
 /// <summary><c>RobertaModel</c>: the BERT encoder with RoBERTa's position numbering, under the "roberta" prefix.</summary>
-public sealed class RobertaModel(PretrainedConfig config, bool addPoolingLayer = true) : BertModel(config, addPoolingLayer, BertVariant.Roberta);
+public sealed class RobertaModel(PretrainedConfig config, bool addPoolingLayer = true) : BertModel(nameof(RobertaModel), config, addPoolingLayer, BertVariant.Roberta);
 
 /// <summary>dropout → dense → tanh → dropout → out_proj on the first token (<c>classifier.*</c>).</summary>
 internal sealed class RobertaClassificationHead : nn.Module<Tensor, Tensor>

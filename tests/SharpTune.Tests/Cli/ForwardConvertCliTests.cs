@@ -120,4 +120,25 @@ public sealed class ForwardConvertCliTests : IDisposable
         Assert.False(Directory.Exists(output));
         Assert.Equal(["broken"], Directory.GetFileSystemEntries(_directory).Select(Path.GetFileName));
     }
+
+    [Fact]
+    public void ConvertMiniBertToShardedFloat32ReloadsIdentically()
+    {
+        var source = Path.Combine(RepoPaths.Models, "mini-bert");
+        var output = Path.Combine(_directory, "mini-bert-fp32");
+        var result = CliRunner.Run("convert", "--model", source, "--output", output, "--dtype", "float32", "--max-shard-mb", "16");
+        Assert.True(result.ExitCode == 0, result.All);
+        Assert.True(File.Exists(Path.Combine(output, Checkpoint.IndexFile)));
+        Assert.True(Directory.GetFiles(output, "model-*-of-*.safetensors").Length >= 3, "44 MB of fp32 weights in 16 MB shards");
+        Assert.True(File.Exists(Path.Combine(output, "tokenizer.json")));
+
+        using var scope = NewDisposeScope();
+        using var original = AutoModel.FromPretrained(source, dtype: ScalarType.Float32);
+        using var sharded = AutoModel.FromPretrained(output, out var report);
+        Assert.Empty(report.Missing);
+        var inputs = new ModelInputs(tensor(new long[] { 101, 1996, 3185, 2001, 103, 1012, 102 }, [1, 7]));
+        using var expected = original.Forward(inputs);
+        using var actual = sharded.Forward(inputs);
+        Assert.True(expected.Logits!.eq(actual.Logits!).all().item<bool>(), "bf16 → fp32 is exact, so outputs must be identical");
+    }
 }

@@ -93,4 +93,23 @@ public class SavePretrainedTests
             Directory.Delete(directory, recursive: true);
         }
     }
+
+    /// <summary>Saved configs name the class transformers should build: every encoder registration's model
+    /// reports its own architecture name.</summary>
+    [Theory]
+    [InlineData("bert-seqcls")]
+    [InlineData("roberta-seqcls")]
+    [InlineData("distilbert-seqcls")]
+    [InlineData("deberta-v2-seqcls")]
+    public void EveryRegisteredClassSavesItsOwnArchitectureName(string fixture)
+    {
+        var config = PretrainedConfig.FromDirectory(EncoderFixture.Directory(fixture));
+        var registrations = AutoModel.Registrations.Where(r => r.ModelType == config.ModelType).ToList();
+        Assert.True(registrations.Count >= 2);
+        foreach (var registration in registrations)
+        {
+            using var model = registration.Create(config);
+            Assert.Equal(registration.Architecture, model.ArchitectureName);
+        }
+    }
 }
