@@ -8,6 +8,7 @@ IBenchmark[] all =
     new MatmulBenchmark(),
     new TfidfBenchmark(),
     new Stories260KBenchmark(),
+    new EncoderForwardBenchmark(),
     new GenerationBenchmark(),
 ];
 

@@ -23,6 +23,8 @@ public static class SharpTuneCli
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
+        root.Subcommands.Add(ClassifyCommand.Create());
+        root.Subcommands.Add(PretrainCommand.Create());
         return root;
     }
 

@@ -25,8 +25,8 @@ public abstract class PreTrainedModel : nn.Module
 
     public abstract ModelOutput Forward(ModelInputs inputs);
 
-    /// <summary>The transformers class name written to <c>architectures</c> on save (SharpTune's classes share them).</summary>
-    public virtual string ArchitectureName => GetType().Name;
+    /// <summary>The transformers class name written to <c>architectures</c> on save: every model passes it as its module name.</summary>
+    public string ArchitectureName => GetName();
 
     /// <summary>Initialises one parameter the checkpoint did not provide, as transformers' _init_weights does.</summary>
     protected virtual void InitializeMissing(string name, Tensor parameter)
@@ -44,6 +44,16 @@ public abstract class PreTrainedModel : nn.Module
     /// <summary>Re-points tied parameters after loading (e.g. the LM head to the input embeddings).</summary>
     protected virtual void TieWeights()
     {
+    }
+
+    /// <summary>Initialises every floating parameter as transformers' _init_weights does (training from scratch),
+    /// then ties weights.</summary>
+    public void InitializeWeights()
+    {
+        foreach (var (name, parameter) in named_parameters())
+            if (!TiedParameterNames.Contains(name) && parameter.is_floating_point())
+                InitializeMissing(name, parameter);
+        TieWeights();
     }
 
     public long ParameterCount(bool trainableOnly = false) =>
