@@ -88,9 +88,11 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
         using var mask = zeros(batch, promptLength + budget, ScalarType.Int64, device);
         using (var prompt = tensor(prompts.SelectMany(p => Enumerable.Repeat(padId, promptLength - p.Count).Concat(p)).ToArray(), [batch, promptLength]))
         using (var promptMask = tensor(prompts.SelectMany(p => Enumerable.Repeat(0L, promptLength - p.Count).Concat(Enumerable.Repeat(1L, p.Count))).ToArray(), [batch, promptLength]))
+        using (var promptSlot = tokens.narrow(1, 0, promptLength))
+        using (var promptMaskSlot = mask.narrow(1, 0, promptLength))
         {
-            tokens.narrow(1, 0, promptLength).copy_(prompt);
-            mask.narrow(1, 0, promptLength).copy_(promptMask);
+            promptSlot.copy_(prompt);
+            promptMaskSlot.copy_(promptMask);
         }
 
         var length = promptLength;

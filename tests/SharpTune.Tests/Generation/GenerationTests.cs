@@ -182,6 +182,25 @@ public class GenerationTests
     }
 
     [Fact]
+    public void RepeatedGenerationLeaksNoTensors()
+    {
+        using var model = Load(RepoPaths.Fixture("models", "llama-lm"));
+        var generator = new TextGenerator(model);
+        IReadOnlyList<long>[] prompts = [[5, 17, 42, 99, 7], [301, 4]];
+        var config = new GenerationConfig { MaxNewTokens = 10, DoSample = true, TopP = 0.9, MinP = 0.01, RepetitionPenalty = 1.2, Seed = 1 };
+        long Run()
+        {
+            generator.Generate(prompts, config);
+            generator.Generate(prompts, config with { DoSample = false });
+            return TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        }
+        var afterFirst = Run();
+        for (var i = 0; i < 3; i++)
+            Run();
+        Assert.Equal(afterFirst, Run());
+    }
+
+    [Fact]
     public void RejectsGenerationsLongerThanTheModelsPositions()
     {
         using var model = Load(Stories);
