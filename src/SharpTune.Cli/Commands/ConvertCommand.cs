@@ -10,7 +10,7 @@ public static class ConvertCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Hugging Face model directory to convert.", Required = true };
+        var model = new Option<string>("--model") { Description = "Hugging Face model directory to convert (with --from llama2c: the llama2.c .bin checkpoint).", Required = true };
         var output = new Option<string>("--output") { Description = "Directory to create (must not exist or be empty unless --force).", Required = true };
         var shardMegabytes = new Option<long>("--max-shard-mb")
         {
@@ -24,6 +24,7 @@ public static class ConvertCommand
         {
             model, output, shardMegabytes, force,
         };
+        Llama2cConversion.AddTo(command);
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
@@ -34,6 +35,8 @@ public static class ConvertCommand
                 throw new UsageException($"--max-shard-mb must be at least 1 (got {megabytes})");
             if (!parseResult.GetValue(force) && Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
                 throw new UsageException($"output directory {destination} already exists and is not empty (use --force to replace it)");
+            if (Llama2cConversion.TryRun(parseResult, source, destination))
+                return ExitCodes.Success;
             var report = ModelConversion.Convert(source, destination, engine.DType, megabytes * 1024 * 1024, overwrite: true);
             var files = Directory.GetFiles(destination).Select(Path.GetFileName).Order().ToList();
             var bytes = Directory.GetFiles(destination).Sum(f => new FileInfo(f).Length);

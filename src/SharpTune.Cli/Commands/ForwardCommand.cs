@@ -43,7 +43,9 @@ public static class ForwardCommand
 
             using var scope = NewDisposeScope();
             var inputs = ReadInputs(inputPath, engine.Device);
-            using var network = AutoModel.FromPretrained(modelDirectory, device: engine.Device, dtype: engine.DType);
+            using var network = AutoModel.FromPretrained(modelDirectory, out var report, device: engine.Device, dtype: engine.DType);
+            if (report.Missing.Count > 0 || report.Unexpected.Count > 0)
+                Console.WriteLine($"loading {modelDirectory}: {report}");
             using var noGrad = no_grad();
             using var result = network.Forward(inputs);
 

@@ -1,6 +1,5 @@
 using SharpTune.Models.Blocks;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

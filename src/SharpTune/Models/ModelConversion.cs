@@ -27,7 +27,11 @@ public static class ModelConversion
             model.SavePretrained(temporary, dtype, maxShardBytes);
             foreach (var file in Directory.EnumerateFiles(source))
                 if (!IsWeightOrConfig(Path.GetFileName(file)))
-                    File.Copy(file, Path.Combine(temporary, Path.GetFileName(file)));
+                {
+                    var copy = Path.Combine(temporary, Path.GetFileName(file));
+                    File.Copy(file, copy);
+                    File.SetAttributes(copy, FileAttributes.Normal); // a read-only source must not make the copy read-only
+                }
         }, overwrite);
         return report;
     }

@@ -147,6 +147,37 @@ public class DecoderModelTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void Gpt2CheckpointInTheOriginalLayoutLoads()
+    {
+        // openai-community/gpt2 stores keys without "transformer." and carries attn.bias/attn.masked_bias mask buffers.
+        using var scope = NewDisposeScope();
+        var directory = RepoPaths.NewTempDirectory();
+        try
+        {
+            var fixture = ModelDir("gpt2-lm");
+            File.Copy(Path.Combine(fixture, "config.json"), Path.Combine(directory, "config.json"));
+            using (var original = Checkpoint.Open(fixture))
+            {
+                var tensors = original.Names.Select(n => new KeyValuePair<string, Tensor>(n["transformer.".Length..], original.Load(n))).ToList();
+                for (var layer = 0; layer < 2; layer++)
+                {
+                    tensors.Add(new($"h.{layer}.attn.bias", ones(1, 1, 64, 64).tril()));
+                    tensors.Add(new($"h.{layer}.attn.masked_bias", tensor(-1e4f)));
+                }
+                SafeTensorsWriter.Save(Path.Combine(directory, "model.safetensors"), tensors);
+            }
+            using var model = LoadCausalLM(directory);
+            var reference = LoadReference(Path.Combine(fixture, "reference.safetensors"));
+            using var output = model.Forward(new ModelInputs(reference["input_ids"]) { AttentionMask = reference["attention_mask"] });
+            Assert.True(MaxAbsError(output.Logits!, reference["logits"]) <= 1e-4);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public void RepeatedCachedDecodingLeaksNoTensors()
     {
         using var model = LoadCausalLM(ModelDir("gptneox-lm"));
