@@ -3,6 +3,7 @@ using System.Globalization;
 using SharpTune.Classic;
 using SharpTune.Cli.Infrastructure;
 using SharpTune.Data;
+using SharpTune.Training.Approaches;
 using Spectre.Console;
 
 namespace SharpTune.Cli.Commands;
@@ -24,6 +25,11 @@ public static class ClassifyCommand
         new(TfidfApproach.ApproachName, "TF-IDF word n-grams + logistic regression", context => new TfidfApproach(TfidfOptions(context.ParseResult))),
         new("embeddings", "frozen transformer embeddings (mean pooling) + logistic regression", null,
             "the embeddings approach needs the transformer encoders of the model core (BERT and friends), which this build does not include yet"),
+        new("finetune", "fine-tune the --model encoder with a sequence-classification head (Trainer)",
+            context => new FineTuneApproach(FineTuneCliOptions.Build(context.ParseResult, context.Engine, context.ParseResult.GetValue(Model!), "finetune"))),
+        new("kfold", "pooling head on the --model encoder, stratified k-fold (out-of-fold predictions, fold-averaged eval/test)",
+            context => new KFoldApproach(FineTuneCliOptions.Build(context.ParseResult, context.Engine, context.ParseResult.GetValue(Model!), "kfold"),
+                context.ParseResult.GetValue(FineTuneCliOptions.Folds))),
     ];
 
     private static readonly Option<string> Train = new("--train") { Description = "Training file (CSV, TSV, JSONL or Parquet).", Required = true };
@@ -46,7 +52,7 @@ public static class ClassifyCommand
         Description = "Approaches to run and compare, comma-separated, or 'all': " + string.Join(", ", Registry.Select(a => a.Name)) + ".",
         DefaultValueFactory = _ => TfidfApproach.ApproachName,
     };
-    private static readonly Option<string?> Model = new("--model") { Description = "Pretrained model directory (for the embeddings approach)." };
+    private static readonly Option<string?> Model = new("--model") { Description = "Pretrained model directory with its tokenizer (embeddings, finetune and kfold approaches)." };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Output directory.", Required = true };
     private static readonly Option<double?> LabelThreshold = new("--label-threshold")
     {
@@ -68,6 +74,8 @@ public static class ClassifyCommand
             "split; writes metrics.json, predictions_<approach>.csv, report.md with ROC/PR plots, and submission.csv for --test.");
         foreach (var option in new Option[] { Train, Eval, EvalFraction, Test, TextColumn, TextPairColumn, LabelColumn, IdColumn, Approach, Model, Output,
                      LabelThreshold, SkipBadRows, NgramRange, MinDf, MaxFeatures, NoSublinearTf, C, MaxIter, ClassWeight })
+            command.Options.Add(option);
+        foreach (var option in FineTuneCliOptions.All)
             command.Options.Add(option);
         command.SetAction(parseResult => Execute(parseResult));
         return command;

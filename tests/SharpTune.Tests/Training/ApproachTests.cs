@@ -90,4 +90,29 @@ public class ApproachTests
         Directory.Delete(modelDir, true);
         Directory.Delete(output, true);
     }
+
+    [Fact]
+    public void ClassifyCommandRunsFinetuneAndKFoldSideBySide()
+    {
+        var modelDir = TinyBertDirectory();
+        var dir = RepoPaths.NewTempDirectory();
+        var texts = Texts(120, 7);
+        File.WriteAllLines(Path.Combine(dir, "train.csv"), ["text,label", .. texts.Texts.Zip(texts.Labels, (t, l) => $"{t},{l}")]);
+        var output = Path.Combine(dir, "out");
+        var result = CliRunner.Run("classify", "--train", Path.Combine(dir, "train.csv"), "--text-column", "text", "--label-column", "label",
+            "--eval-fraction", "0.25", "--approach", "finetune,kfold", "--model", modelDir, "--folds", "2", "--epochs", "3", "--lr", "1e-3",
+            "--batch-size", "8", "--max-length", "16", "--pooling", "mean", "--output", output, "--seed", "3");
+        Assert.True(result.ExitCode == 0, result.All);
+        var metrics = File.ReadAllText(Path.Combine(output, "metrics.json"));
+        Assert.Contains("\"finetune\"", metrics);
+        Assert.Contains("cv_roc_auc", metrics);
+        Assert.True(File.Exists(Path.Combine(output, "kfold", KFoldApproach.OofFileName)));
+        Assert.Contains("finetune", result.StdOut);
+        var missingModel = CliRunner.Run("classify", "--train", Path.Combine(dir, "train.csv"), "--text-column", "text", "--label-column", "label",
+            "--eval-fraction", "0.25", "--approach", "finetune", "--output", output);
+        Assert.Equal(2, missingModel.ExitCode);
+        Assert.Contains("--model", missingModel.StdErr);
+        Directory.Delete(modelDir, true);
+        Directory.Delete(dir, true);
+    }
 }

@@ -31,23 +31,23 @@ public class TrainerTests
     {
         var dir = RepoPaths.NewTempDirectory();
         using var model = new TinyClassifier();
-        var train = TinyClassifier.Data(256, 1);
+        var train = TinyClassifier.Data(160, 1);
         var eval = TinyClassifier.Data(64, 2);
-        var trainer = new Trainer(model, Args(dir) with { NumTrainEpochs = 6, EvalStrategy = IntervalStrategy.Epoch }, train, eval, computeMetrics: Accuracy);
+        var trainer = new Trainer(model, Args(dir) with { NumTrainEpochs = 5, EvalStrategy = IntervalStrategy.Epoch }, train, eval, computeMetrics: Accuracy);
         var progress = new List<TrainingProgress>();
         trainer.Progress = new SynchronousProgress<TrainingProgress>(progress.Add);
         var before = trainer.Evaluate();
         var result = trainer.Train();
         var after = trainer.Evaluate();
 
-        Assert.Equal(6 * 32, result.GlobalStep);
+        Assert.Equal(5 * 20, result.GlobalStep);
         Assert.True(after["eval_loss"] < before["eval_loss"] * 0.7, $"eval loss {before["eval_loss"]} → {after["eval_loss"]}");
         Assert.True(after["eval_accuracy"] >= 0.85, $"accuracy {after["eval_accuracy"]}");
         Assert.Equal(result.GlobalStep, progress.Count);
         Assert.Equal(result.GlobalStep, progress[^1].Step);
         Assert.Equal(TimeSpan.Zero, progress[^1].Remaining);
         var lines = File.ReadAllLines(Path.Combine(dir, TrainingLogWriter.LogFileName));
-        Assert.Equal(result.GlobalStep + 6, lines.Length);   // a loss line per step and an eval line per epoch
+        Assert.Equal(result.GlobalStep + 5, lines.Length);   // a loss line per step and an eval line per epoch
         Assert.Contains("\"eval_accuracy\"", lines[^1]);
         Directory.Delete(dir, true);
     }
