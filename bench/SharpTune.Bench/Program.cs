@@ -7,6 +7,7 @@ IBenchmark[] all =
 [
     new MatmulBenchmark(),
     new TfidfBenchmark(),
+    new Stories260KBenchmark(),
 ];
 
 var names = new List<string>();

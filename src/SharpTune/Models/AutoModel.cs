@@ -1,0 +1,81 @@
+using SharpTune.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>The head a model is built with.</summary>
+public enum ModelTask
+{
+    Base,
+    SequenceClassification,
+    MaskedLM,
+    CausalLM,
+}
+
+/// <summary>One loadable class: the transformers architecture name it answers to, its model_type and head.</summary>
+public sealed record ModelRegistration(string Architecture, string ModelType, ModelTask Task, Func<PretrainedConfig, PreTrainedModel> Create);
+
+/// <summary>
+/// Builds the right model class from <c>config.json</c> (like transformers' AutoModel*): by the task asked for
+/// and <c>model_type</c>, or else by <c>architectures[0]</c>; then loads the weights.
+/// </summary>
+public static class AutoModel
+{
+    public static IReadOnlyList<ModelRegistration> Registrations => ModelRegistry.All;
+
+    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null) => Resolve(config, task).Create(config);
+
+    /// <summary>Loads a Hugging Face model directory. Weights the checkpoint lacks (a new head) are initialised
+    /// as transformers does and listed in <paramref name="report"/>.</summary>
+    public static PreTrainedModel FromPretrained(string directory, ModelTask? task = null, Device? device = null, ScalarType? dtype = null) =>
+        FromPretrained(directory, out _, task, device, dtype);
+
+    public static PreTrainedModel FromPretrained(string directory, out LoadReport report, ModelTask? task = null, Device? device = null, ScalarType? dtype = null)
+    {
+        var config = PretrainedConfig.FromDirectory(directory);
+        var registration = Resolve(config, task);
+        using var checkpoint = Checkpoint.Open(directory);
+        var model = registration.Create(config);
+        try
+        {
+            report = model.LoadWeights(checkpoint);
+            if (dtype is { } target)
+                model.to(target);
+            if (device is not null)
+                model.to(device);
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelRegistration Resolve(PretrainedConfig config, ModelTask? task)
+    {
+        var where = config.SourcePath ?? PretrainedConfig.FileName;
+        if (task is { } wanted)
+        {
+            var byType = ModelRegistry.All.FirstOrDefault(r => r.ModelType == config.ModelType && r.Task == wanted);
+            if (byType is not null)
+                return byType;
+            if (ModelRegistry.All.Any(r => r.ModelType == config.ModelType))
+                throw new NotSupportedException($"{where}: model_type '{config.ModelType}' has no {wanted} head in SharpTune; it has: " +
+                                                string.Join(", ", ModelRegistry.All.Where(r => r.ModelType == config.ModelType).Select(r => r.Task)));
+        }
+        else
+        {
+            foreach (var architecture in config.Architectures)
+                if (ModelRegistry.All.FirstOrDefault(r => r.Architecture == architecture) is { } byArchitecture)
+                    return byArchitecture;
+            if (ModelRegistry.All.FirstOrDefault(r => r.ModelType == config.ModelType && r.Task == ModelTask.Base) is { } baseModel)
+                return baseModel;
+        }
+        throw new NotSupportedException(
+            $"{where}: unsupported model (model_type '{config.ModelType}', architectures [{string.Join(", ", config.Architectures)}]). Supported: " +
+            string.Join(", ", ModelRegistry.All.Select(r => r.Architecture)));
+    }
+}
