@@ -30,6 +30,7 @@ public static class ClassifyCommand
         new("kfold", "pooling head on the --model encoder, stratified k-fold (out-of-fold predictions, fold-averaged eval/test)",
             context => new KFoldApproach(FineTuneCliOptions.Build(context.ParseResult, context.Engine, context.ParseResult.GetValue(Model!), "kfold"),
                 context.ParseResult.GetValue(FineTuneCliOptions.Folds))),
+        new(EmbeddingsApproach.ApproachName, "frozen transformer embeddings (mean, CLS or max pooling) + logistic regression", EmbeddingsOptions),
     ];
 
     private static readonly Option<string> Train = new("--train") { Description = "Training file (CSV, TSV, JSONL or Parquet).", Required = true };
@@ -53,6 +54,11 @@ public static class ClassifyCommand
         DefaultValueFactory = _ => TfidfApproach.ApproachName,
     };
     private static readonly Option<string?> Model = new("--model") { Description = "Pretrained model directory with its tokenizer (embeddings, finetune and kfold approaches)." };
+    private static readonly Option<string?> Model = new("--model") { Description = "Pretrained model directory (for the embeddings approach)." };
+    private static readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "Tokenizer file or folder for --model (default: the model folder)." };
+    private static readonly Option<string> PoolingOption = new("--pooling") { Description = "Embeddings: mean, cls or max pooling of the token states.", DefaultValueFactory = _ => "mean" };
+    private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Embeddings: texts per forward pass.", DefaultValueFactory = _ => 64 };
+    private static readonly Option<int> MaxLength = new("--max-length") { Description = "Embeddings: longest encoding in tokens.", DefaultValueFactory = _ => 256 };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Output directory.", Required = true };
     private static readonly Option<double?> LabelThreshold = new("--label-threshold")
     {
@@ -72,7 +78,7 @@ public static class ClassifyCommand
         var command = new Command("classify",
             "Train and compare document classifiers (TF-IDF + logistic regression, frozen embeddings, ...) on a train/eval " +
             "split; writes metrics.json, predictions_<approach>.csv, report.md with ROC/PR plots, and submission.csv for --test.");
-        foreach (var option in new Option[] { Train, Eval, EvalFraction, Test, TextColumn, TextPairColumn, LabelColumn, IdColumn, Approach, Model, Output,
+        foreach (var option in new Option[] { Train, Eval, EvalFraction, Test, TextColumn, TextPairColumn, LabelColumn, IdColumn, Approach, Model, Tokenizer, PoolingOption, BatchSize, MaxLength, Output,
                      LabelThreshold, SkipBadRows, NgramRange, MinDf, MaxFeatures, NoSublinearTf, C, MaxIter, ClassWeight })
             command.Options.Add(option);
         foreach (var option in FineTuneCliOptions.All)
@@ -210,6 +216,33 @@ public static class ClassifyCommand
             Tfidf = new TfidfOptions { SublinearTf = !parseResult.GetValue(NoSublinearTf) },
             LogisticRegression = new LogisticRegressionOptions { C = parseResult.GetValue(C), MaxIterations = parseResult.GetValue(MaxIter), ClassWeight = classWeight },
         };
+    }
+
+    private static IClassificationApproach EmbeddingsOptions(ApproachContext context)
+    {
+        var parseResult = context.ParseResult;
+        var model = parseResult.GetValue(Model) ?? throw new UsageException("the embeddings approach needs --model DIR (a pretrained encoder such as BERT)");
+        if (!Directory.Exists(model))
+            throw new DirectoryNotFoundException($"model directory not found: {model}");
+        var pooling = parseResult.GetValue(PoolingOption) switch
+        {
+            "mean" => Pooling.Mean,
+            "cls" => Pooling.Cls,
+            "max" => Pooling.Max,
+            var other => throw new UsageException($"--pooling must be mean, cls or max, got '{other}'"),
+        };
+        if (parseResult.GetValue(BatchSize) < 1 || parseResult.GetValue(MaxLength) < 2)
+            throw new UsageException("--batch-size must be at least 1 and --max-length at least 2");
+        return new EmbeddingsApproach(new EmbeddingsApproachOptions(model)
+        {
+            TokenizerPath = parseResult.GetValue(Tokenizer),
+            Pooling = pooling,
+            BatchSize = parseResult.GetValue(BatchSize),
+            MaxLength = parseResult.GetValue(MaxLength),
+            Device = context.Engine.Device,
+            DType = context.Engine.DType,
+            LogisticRegression = new LogisticRegressionOptions { C = parseResult.GetValue(C), MaxIterations = parseResult.GetValue(MaxIter), ClassWeight = parseResult.GetValue(ClassWeight) },
+        });
     }
 
     private sealed class SyncProgress(Action<ApproachProgress> report) : IProgress<ApproachProgress>

@@ -101,10 +101,10 @@ public sealed class ClassifyCommandTests : IDisposable
     {
         var train = Slice("sst2/dev.tsv", 60, "train.tsv");
         var output = Path.Combine(_directory, "out");
-        var embeddings = CliRunner.Run("classify", "--train", train, "--eval-fraction", "0.3", "--text-column", "content", "--label-column", "label",
-            "--approach", "tfidf,embeddings", "--output", output);
-        Assert.Equal(2, embeddings.ExitCode);
-        Assert.Contains("approach 'embeddings' is not available", embeddings.StdErr);
+        var unknown = CliRunner.Run("classify", "--train", train, "--eval-fraction", "0.3", "--text-column", "content", "--label-column", "label",
+            "--approach", "tfidf,svm", "--output", output);
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("unknown approach 'svm'", unknown.StdErr);
 
         var column = CliRunner.Run("classify", "--train", train, "--eval-fraction", "0.3", "--text-column", "text", "--label-column", "label", "--output", output);
         Assert.Equal(2, column.ExitCode);
@@ -115,5 +115,37 @@ public sealed class ClassifyCommandTests : IDisposable
         Assert.Equal(2, split.ExitCode);
         Assert.Contains("--eval-fraction", split.StdErr);
         Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void EmbeddingsApproachRunsBesideTfidfWithATinyBert()
+    {
+        // The tiny random BERT fixture has a 1,000-token vocabulary: give it the fixture WordPiece tokenizer cut to
+        // its first 1,000 ids (unknown pieces fall back to [UNK]).
+        var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(RepoPaths.Fixture("tokenizers", "bert-wordpiece.tokenizer.json")))!;
+        var vocab = tokenizer["model"]!["vocab"]!.AsObject();
+        foreach (var entry in vocab.ToList().Where(e => e.Value!.GetValue<int>() >= 1000))
+            vocab.Remove(entry.Key);
+        var tokenizerPath = Path.Combine(_directory, "tokenizer.json");
+        File.WriteAllText(tokenizerPath, tokenizer.ToJsonString());
+
+        var train = Slice("sst2/dev.tsv", 120, "train.tsv");
+        var output = Path.Combine(_directory, "out");
+        var result = CliRunner.Run("classify", "--train", train, "--eval-fraction", "0.25", "--text-column", "content", "--label-column", "label",
+            "--approach", "tfidf,embeddings", "--model", RepoPaths.Fixture("models", "bert-base-model"), "--tokenizer", tokenizerPath,
+            "--batch-size", "16", "--output", output, "--device", "cpu");
+        Assert.True(result.ExitCode == 0, result.All);
+        var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json"))).RootElement;
+        Assert.Equal(["tfidf", "embeddings"], metrics.EnumerateObject().Select(p => p.Name));
+        var embeddings = metrics.GetProperty("embeddings");
+        Assert.Equal(64, embeddings.GetProperty("embedding_dimensions").GetInt32());
+        Assert.Equal(30, embeddings.GetProperty("eval_rows").GetInt32());
+        Assert.Equal(31, File.ReadAllLines(Path.Combine(output, "predictions_embeddings.csv")).Length);
+        Assert.Matches(@"\| (\*\*)?embeddings(\*\*)? \|", File.ReadAllText(Path.Combine(output, "report.md")));
+
+        var missingModel = CliRunner.Run("classify", "--train", train, "--eval-fraction", "0.25", "--text-column", "content", "--label-column", "label",
+            "--approach", "embeddings", "--output", Path.Combine(_directory, "out2"));
+        Assert.Equal(2, missingModel.ExitCode);
+        Assert.Contains("--model", missingModel.StdErr);
     }
 }
