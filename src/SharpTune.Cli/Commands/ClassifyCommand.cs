@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using SharpTune.Classic;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Training.Heads;
 using SharpTune.Data;
 using SharpTune.Training.Approaches;
 using Spectre.Console;
@@ -23,14 +24,12 @@ public static class ClassifyCommand
     public static IReadOnlyList<ApproachEntry> Registry { get; } =
     [
         new(TfidfApproach.ApproachName, "TF-IDF word n-grams + logistic regression", context => new TfidfApproach(TfidfOptions(context.ParseResult))),
-        new("embeddings", "frozen transformer embeddings (mean pooling) + logistic regression", null,
-            "the embeddings approach needs the transformer encoders of the model core (BERT and friends), which this build does not include yet"),
+        new(EmbeddingsApproach.ApproachName, "frozen transformer embeddings (mean, CLS or max pooling) + logistic regression", EmbeddingsOptions),
         new("finetune", "fine-tune the --model encoder with a sequence-classification head (Trainer)",
             context => new FineTuneApproach(FineTuneCliOptions.Build(context.ParseResult, context.Engine, context.ParseResult.GetValue(Model!), "finetune"))),
         new("kfold", "pooling head on the --model encoder, stratified k-fold (out-of-fold predictions, fold-averaged eval/test)",
             context => new KFoldApproach(FineTuneCliOptions.Build(context.ParseResult, context.Engine, context.ParseResult.GetValue(Model!), "kfold"),
                 context.ParseResult.GetValue(FineTuneCliOptions.Folds))),
-        new(EmbeddingsApproach.ApproachName, "frozen transformer embeddings (mean, CLS or max pooling) + logistic regression", EmbeddingsOptions),
     ];
 
     private static readonly Option<string> Train = new("--train") { Description = "Training file (CSV, TSV, JSONL or Parquet).", Required = true };
@@ -54,11 +53,7 @@ public static class ClassifyCommand
         DefaultValueFactory = _ => TfidfApproach.ApproachName,
     };
     private static readonly Option<string?> Model = new("--model") { Description = "Pretrained model directory with its tokenizer (embeddings, finetune and kfold approaches)." };
-    private static readonly Option<string?> Model = new("--model") { Description = "Pretrained model directory (for the embeddings approach)." };
     private static readonly Option<string?> Tokenizer = new("--tokenizer") { Description = "Tokenizer file or folder for --model (default: the model folder)." };
-    private static readonly Option<string> PoolingOption = new("--pooling") { Description = "Embeddings: mean, cls or max pooling of the token states.", DefaultValueFactory = _ => "mean" };
-    private static readonly Option<int> BatchSize = new("--batch-size") { Description = "Embeddings: texts per forward pass.", DefaultValueFactory = _ => 64 };
-    private static readonly Option<int> MaxLength = new("--max-length") { Description = "Embeddings: longest encoding in tokens.", DefaultValueFactory = _ => 256 };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Output directory.", Required = true };
     private static readonly Option<double?> LabelThreshold = new("--label-threshold")
     {
@@ -78,7 +73,7 @@ public static class ClassifyCommand
         var command = new Command("classify",
             "Train and compare document classifiers (TF-IDF + logistic regression, frozen embeddings, ...) on a train/eval " +
             "split; writes metrics.json, predictions_<approach>.csv, report.md with ROC/PR plots, and submission.csv for --test.");
-        foreach (var option in new Option[] { Train, Eval, EvalFraction, Test, TextColumn, TextPairColumn, LabelColumn, IdColumn, Approach, Model, Tokenizer, PoolingOption, BatchSize, MaxLength, Output,
+        foreach (var option in new Option[] { Train, Eval, EvalFraction, Test, TextColumn, TextPairColumn, LabelColumn, IdColumn, Approach, Model, Tokenizer, Output,
                      LabelThreshold, SkipBadRows, NgramRange, MinDf, MaxFeatures, NoSublinearTf, C, MaxIter, ClassWeight })
             command.Options.Add(option);
         foreach (var option in FineTuneCliOptions.All)
@@ -224,21 +219,17 @@ public static class ClassifyCommand
         var model = parseResult.GetValue(Model) ?? throw new UsageException("the embeddings approach needs --model DIR (a pretrained encoder such as BERT)");
         if (!Directory.Exists(model))
             throw new DirectoryNotFoundException($"model directory not found: {model}");
-        var pooling = parseResult.GetValue(PoolingOption) switch
-        {
-            "mean" => Pooling.Mean,
-            "cls" => Pooling.Cls,
-            "max" => Pooling.Max,
-            var other => throw new UsageException($"--pooling must be mean, cls or max, got '{other}'"),
-        };
-        if (parseResult.GetValue(BatchSize) < 1 || parseResult.GetValue(MaxLength) < 2)
+        var pooling = FineTuneCliOptions.ParsePooling(parseResult) ?? PoolingStrategy.Mean;
+        if (pooling is not (PoolingStrategy.Mean or PoolingStrategy.Cls or PoolingStrategy.Max))
+            throw new UsageException($"the embeddings approach pools frozen states: --pooling must be mean, cls or max, got '{SharpTune.Training.Heads.Pooling.Name(pooling)}'");
+        if (parseResult.GetValue(FineTuneCliOptions.BatchSize) < 1 || parseResult.GetValue(FineTuneCliOptions.MaxLength) < 2)
             throw new UsageException("--batch-size must be at least 1 and --max-length at least 2");
         return new EmbeddingsApproach(new EmbeddingsApproachOptions(model)
         {
             TokenizerPath = parseResult.GetValue(Tokenizer),
             Pooling = pooling,
-            BatchSize = parseResult.GetValue(BatchSize),
-            MaxLength = parseResult.GetValue(MaxLength),
+            BatchSize = parseResult.GetValue(FineTuneCliOptions.BatchSize),
+            MaxLength = parseResult.GetValue(FineTuneCliOptions.MaxLength),
             Device = context.Engine.Device,
             DType = context.Engine.DType,
             LogisticRegression = new LogisticRegressionOptions { C = parseResult.GetValue(C), MaxIterations = parseResult.GetValue(MaxIter), ClassWeight = parseResult.GetValue(ClassWeight) },

@@ -1,27 +1,18 @@
 using System.Diagnostics;
 using SharpTune.Models;
 using SharpTune.Tokenizers;
+using SharpTune.Training.Heads;
 using static TorchSharp.torch;
 
 namespace SharpTune.Classic;
-
-/// <summary>How token states become one vector per text.</summary>
-public enum Pooling
-{
-    /// <summary>Mean over the real (attention-mask) tokens.</summary>
-    Mean,
-    /// <summary>The first token's state ([CLS]).</summary>
-    Cls,
-    /// <summary>Element-wise maximum over the real tokens.</summary>
-    Max,
-}
 
 /// <summary>Settings of the frozen-embeddings approach.</summary>
 public sealed record EmbeddingsApproachOptions(string ModelDirectory)
 {
     /// <summary>Tokenizer file or folder; the model folder when null.</summary>
     public string? TokenizerPath { get; init; }
-    public Pooling Pooling { get; init; } = Pooling.Mean;
+    /// <summary>Parameter-free pooling only (mean, CLS, max): the encoder and pooling stay frozen.</summary>
+    public PoolingStrategy Pooling { get; init; } = PoolingStrategy.Mean;
     public int BatchSize { get; init; } = 64;
     /// <summary>Longest encoding in tokens (special tokens included); capped by the model's position embeddings.</summary>
     public int MaxLength { get; init; } = 256;
@@ -67,7 +58,7 @@ public sealed class EmbeddingsApproach(EmbeddingsApproachOptions options) : ICla
             model.Save(Path.Combine(outputDirectory, "embeddings_logistic_regression.json"));
         }
         return new ApproachResult(Name,
-            $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(Options.ModelDirectory))} {Options.Pooling.ToString().ToLowerInvariant()}-pooled embeddings ({train.Columns} dimensions, frozen) + logistic regression (L-BFGS, C={Options.LogisticRegression.C})",
+            $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(Options.ModelDirectory))} {Training.Heads.Pooling.Name(Options.Pooling)}-pooled embeddings ({train.Columns} dimensions, frozen) + logistic regression (L-BFGS, C={Options.LogisticRegression.C})",
             eval, test, trainSeconds, predictSeconds,
             new Dictionary<string, double>
             {
@@ -151,13 +142,8 @@ public sealed class TextEncoder : IDisposable
 
     private Tensor Pool(Tensor hidden, Tensor attention)
     {
-        var mask = attention.unsqueeze(-1).to(hidden.dtype);
-        return _options.Pooling switch
-        {
-            Pooling.Cls => hidden.select(1, 0),
-            Pooling.Max => hidden.masked_fill(mask == 0, float.NegativeInfinity).max(1).values,
-            _ => (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9),
-        };
+        using var pooling = new Training.Heads.Pooling(_options.Pooling, hidden.shape[^1]);
+        return pooling.Forward(hidden, attention, null);
     }
 
     public void Dispose() => _model.Dispose();
