@@ -5,5 +5,8 @@ internal static class ModelRegistry
 {
     public static readonly IReadOnlyList<ModelRegistration> All =
     [
+        .. Bert.Registrations,
+        .. Roberta.Registrations,
+        .. Llama.Registrations,
     ];
 }
