@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SharpTune.Generation;
 
 namespace SharpTune.Pipeline;
 
@@ -6,38 +7,19 @@ namespace SharpTune.Pipeline;
 /// <see cref="Line"/> is the 1-based line of the JSONL file it came from, for messages.</summary>
 public sealed record InstructionRecord(string Prompt, string Response, int Line);
 
-/// <summary>
-/// Turns Dolly-style fields (instruction, optional context) into a prompt. The default is the Alpaca template that
-/// the Dolly subset's Alpaca-style records were rendered with, so both record styles give the same prompts.
-/// Templates use the placeholders <c>{instruction}</c> and <c>{context}</c>.
-/// </summary>
-public sealed record PromptTemplate(string WithContext, string WithoutContext)
-{
-    public static PromptTemplate Alpaca { get; } = new(
-        "Below is an instruction that describes a task, paired with an input that provides further context. " +
-        "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{context}\n\n### Response:",
-        "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
-        "### Instruction:\n{instruction}\n\n### Response:");
-
-    public string Render(string instruction, string? context) =>
-        string.IsNullOrWhiteSpace(context)
-            ? WithoutContext.Replace("{instruction}", instruction, StringComparison.Ordinal)
-            : WithContext.Replace("{instruction}", instruction, StringComparison.Ordinal).Replace("{context}", context, StringComparison.Ordinal);
-}
-
-/// <summary>Reads instruction data from JSONL: Dolly-style <c>instruction</c>/<c>context</c>/<c>response</c> records or
-/// Alpaca-style <c>prompt</c>/<c>answer</c> records (already rendered prompts), one JSON object per line.</summary>
+/// <summary>Reads instruction data from JSONL, one JSON object per line: Dolly-style <c>instruction</c>/<c>context</c>/
+/// <c>response</c> records, whose prompt is rendered with the Alpaca template (<see cref="AlpacaTemplate"/>, the one the
+/// Dolly subset's records were written with), or Alpaca-style <c>prompt</c>/<c>answer</c> records with rendered prompts.</summary>
 public static class InstructionDataset
 {
     /// <summary>The end-of-sequence placeholder the Alpaca-style Dolly subset puts at the end of answers; it is removed
     /// and the tokenizer's real EOS id is appended to every response instead.</summary>
     public const string EosPlaceholder = "###eos_token###";
 
-    public static IReadOnlyList<InstructionRecord> Load(string path, PromptTemplate? template = null)
+    public static IReadOnlyList<InstructionRecord> Load(string path)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"instruction data file not found: {path}", path);
-        template ??= PromptTemplate.Alpaca;
         var records = new List<InstructionRecord>();
         var lineNumber = 0;
         foreach (var line in File.ReadLines(path))
@@ -55,14 +37,14 @@ public static class InstructionDataset
                 throw new InvalidDataException($"{path}:{lineNumber}: not valid JSON ({exception.Message})");
             }
             using (document)
-                records.Add(Parse(document.RootElement, template, path, lineNumber));
+                records.Add(Parse(document.RootElement, path, lineNumber));
         }
         if (records.Count == 0)
             throw new InvalidDataException($"{path}: no records (expected one JSON object per line)");
         return records;
     }
 
-    private static InstructionRecord Parse(JsonElement record, PromptTemplate template, string path, int line)
+    private static InstructionRecord Parse(JsonElement record, string path, int line)
     {
         if (record.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{path}:{line}: expected a JSON object, found {record.ValueKind}");
@@ -80,7 +62,7 @@ public static class InstructionDataset
                 : throw new InvalidDataException($"{path}:{line}: {style} record lacks a non-empty '{name}' field");
 
         if (record.TryGetProperty("instruction", out _))
-            return new InstructionRecord(template.Render(Required("instruction", "Dolly-style"), Field("context")),
+            return new InstructionRecord(AlpacaTemplate.Format(Required("instruction", "Dolly-style"), Field("context")),
                 StripPlaceholder(Required("response", "Dolly-style")), line);
         if (record.TryGetProperty("prompt", out _))
             return new InstructionRecord(Required("prompt", "Alpaca-style"), StripPlaceholder(Required("answer", "Alpaca-style")), line);

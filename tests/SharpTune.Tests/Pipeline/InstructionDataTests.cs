@@ -45,7 +45,7 @@ public class InstructionDataTests
         // The subset's own with-context records use the same template text.
         var subset = InstructionDataset.Load(Path.Combine(RepoPaths.Data, "dolly_subset", "dolly_alpaca_format.jsonl"));
         var withInput = subset.First(r => r.Prompt.Contains("### Input:"));
-        Assert.StartsWith(PromptTemplate.Alpaca.WithContext[..PromptTemplate.Alpaca.WithContext.IndexOf('{')], withInput.Prompt);
+        Assert.StartsWith(records[1].Prompt[..records[1].Prompt.IndexOf("### Instruction:", StringComparison.Ordinal)], withInput.Prompt);
     }
 
     [Theory]
