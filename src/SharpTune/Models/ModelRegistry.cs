@@ -5,5 +5,10 @@ internal static class ModelRegistry
 {
     public static readonly IReadOnlyList<ModelRegistration> All =
     [
+        .. Llama.Registrations,
+        .. Qwen2.Registrations,
+        .. Phi.Registrations,
+        .. Gpt2.Registrations,
+        .. GptNeoX.Registrations,
     ];
 }

@@ -58,6 +58,7 @@ public sealed class KeyValueCache : IDisposable
             tensor?.Dispose();
     }
 
+    // Allocated during a forward pass, inside its dispose scope: detach so the buffer outlives that pass.
     private Tensor Allocate(Tensor like) =>
-        zeros([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device);
+        zeros([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device).DetachFromDisposeScope();
 }

@@ -1,0 +1,57 @@
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Blocks;
+
+/// <summary>
+/// Base of the decoder-only stacks (LlamaModel, GPT2Model, PhiModel, GPTNeoXModel): embeddings, layers, final norm.
+/// The forward loop is written once here: positions, mask and rotary angles per pass, all hidden states on
+/// request (embeddings, then each layer's output, the last one after the final norm, as transformers returns
+/// them), and <see cref="KeyValueCache.Advance"/> called once per pass when <see cref="ModelInputs.Cache"/> is set.
+/// </summary>
+public abstract class DecoderModel : PreTrainedModel
+{
+    protected DecoderModel(string name, PretrainedConfig config) : base(name, config)
+    {
+    }
+
+    public abstract int NumLayers { get; }
+
+    /// <summary>The input embedding matrix [vocab, hidden]; tied LM heads project onto it.</summary>
+    public abstract Tensor InputEmbeddingWeight { get; }
+
+    /// <summary>The rotary embedding, for models that use one.</summary>
+    protected virtual RotaryEmbedding? Rotary => null;
+
+    /// <summary>Token (and learned position) embeddings, dropout included.</summary>
+    protected abstract Tensor Embed(Tensor inputIds, Tensor positionIds);
+
+    protected abstract Tensor RunLayer(int index, Tensor hidden, DecoderContext context);
+
+    protected abstract Tensor FinalNorm(Tensor hidden);
+
+    /// <summary>Lets the causal-LM wrapper ignore the same legacy checkpoint keys as its base model.</summary>
+    internal bool IsIgnorable(string key) => IsIgnorableKey(key);
+
+    public sealed override ModelOutput Forward(ModelInputs inputs)
+    {
+        using var scope = NewDisposeScope();
+        var context = DecoderContext.Start(inputs);
+        var hidden = Embed(inputs.InputIds, context.PositionIds);
+        context.Prepare(inputs, hidden, Rotary);
+        var states = inputs.OutputHiddenStates ? new List<Tensor>() : null;
+        for (var i = 0; i < NumLayers; i++)
+        {
+            states?.Add(hidden);
+            var next = RunLayer(i, hidden, context);
+            if (states is null)
+                hidden.Dispose();
+            hidden = next;
+        }
+        var last = FinalNorm(hidden);
+        states?.Add(last);
+        inputs.Cache?.Advance(inputs.InputIds.shape[1]);
+        last.MoveToOuterDisposeScope();
+        states?.ForEach(s => s.MoveToOuterDisposeScope());
+        return new ModelOutput { LastHiddenState = last, HiddenStates = states };
+    }
+}

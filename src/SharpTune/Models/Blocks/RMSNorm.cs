@@ -1,0 +1,30 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models.Blocks;
+
+/// <summary>Root-mean-square layer norm (Llama, Qwen2): normalises in float32, scales by <c>weight</c> in the input dtype.</summary>
+public sealed class RMSNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter _weight;
+    private readonly double _eps;
+
+    public RMSNorm(long size, double eps) : base(nameof(RMSNorm))
+    {
+        _eps = eps;
+        register_parameter("weight", _weight = new Parameter(ones(size)));
+    }
+
+    public Parameter weight => _weight;
+
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        // As transformers: statistics in float32 whatever the model dtype, cast back before the scale.
+        var x = input.to(ScalarType.Float32);
+        var variance = x.pow(2).mean([-1], keepdim: true);
+        var normalized = (x * (variance + _eps).rsqrt()).to(input.dtype);
+        return (_weight * normalized).MoveToOuterDisposeScope();
+    }
+}
