@@ -5,6 +5,8 @@ internal static class ModelRegistry
 {
     public static readonly IReadOnlyList<ModelRegistration> All =
     [
+        .. Bert.Registrations,
+        .. Roberta.Registrations,
         .. Llama.Registrations,
         .. Qwen2.Registrations,
         .. Phi.Registrations,

@@ -137,7 +137,8 @@ public sealed class PretrainedConfig
             var target = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
             object? converted = target == typeof(string) ? value.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : null
                 : target == typeof(bool) ? value.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? value.GetValue<bool>() : null
-                : value.GetValueKind() == JsonValueKind.Number ? Convert.ChangeType(value.GetValue<double>(), target, System.Globalization.CultureInfo.InvariantCulture)
+                // Parse the JSON text: values set from code hold an int/long that GetValue<double> refuses.
+                : value.GetValueKind() == JsonValueKind.Number ? Convert.ChangeType(double.Parse(value.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture), target, System.Globalization.CultureInfo.InvariantCulture)
                 : null;
             if (converted is null)
             {
