@@ -8,5 +8,9 @@ internal static class ModelRegistry
         .. Bert.Registrations,
         .. Roberta.Registrations,
         .. Llama.Registrations,
+        .. Qwen2.Registrations,
+        .. Phi.Registrations,
+        .. Gpt2.Registrations,
+        .. GptNeoX.Registrations,
     ];
 }

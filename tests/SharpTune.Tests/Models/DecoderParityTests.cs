@@ -8,7 +8,7 @@ namespace SharpTune.Tests.Models;
 /// <summary>Every decoder fixture against transformers' outputs, and the KV-cache paths against full forwards.</summary>
 public class DecoderParityTests(ITestOutputHelper log)
 {
-    public static TheoryData<string> Fixtures => ["llama-lm"];
+    public static TheoryData<string> Fixtures => ["llama-lm", "qwen2-lm", "phi-lm", "gpt2-lm", "gptneox-lm"];
 
     [Theory]
     [MemberData(nameof(Fixtures))]

@@ -1,0 +1,182 @@
+using SharpTune.Models.Blocks;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpTune.Models;
+
+/// <summary>Phi (phi-1/1.5/2) hyper-parameters from config.json.</summary>
+public sealed record PhiOptions
+{
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    public required int NumKeyValueHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int VocabSize { get; init; }
+    public required double LayerNormEps { get; init; }
+    public required string HiddenAct { get; init; }
+    public required double AttentionDropout { get; init; }
+    public required double ResidualDropout { get; init; }
+    public required double EmbeddingDropout { get; init; }
+    /// <summary>LayerNorm on each query/key head (q_layernorm, k_layernorm).</summary>
+    public required bool QkLayerNorm { get; init; }
+    /// <summary>Rotary over head_dim × partial_rotary_factor (0.4 for phi-2).</summary>
+    public required RotaryEmbedding Rotary { get; init; }
+
+    public static PhiOptions FromConfig(PretrainedConfig config)
+    {
+        var hidden = config.Require<int>("hidden_size");
+        var heads = config.Require<int>("num_attention_heads");
+        return new PhiOptions
+        {
+            HiddenSize = hidden,
+            IntermediateSize = config.Require<int>("intermediate_size"),
+            NumLayers = config.Require<int>("num_hidden_layers"),
+            NumHeads = heads,
+            NumKeyValueHeads = config.Get("num_key_value_heads", heads),
+            HeadDim = hidden / heads,
+            VocabSize = config.Require<int>("vocab_size"),
+            LayerNormEps = config.Get("layer_norm_eps", 1e-5),
+            HiddenAct = config.Get("hidden_act", "gelu_new"),
+            AttentionDropout = config.Get("attention_dropout", 0.0),
+            ResidualDropout = config.Get("resid_pdrop", 0.0),
+            EmbeddingDropout = config.Get("embd_pdrop", 0.0),
+            QkLayerNorm = config.Get("qk_layernorm", false),
+            Rotary = RotaryEmbedding.FromConfig(config, hidden / heads, defaultPartialFactor: 0.5),
+        };
+    }
+}
+
+/// <summary>Phi attention: q_proj, k_proj, v_proj, dense (all with bias), partial rotary.</summary>
+public sealed class PhiAttention : nn.Module
+{
+    private readonly Linear _query;
+    private readonly Linear _key;
+    private readonly Linear _value;
+    private readonly Linear _dense;
+    private readonly LayerNorm? _queryNorm;
+    private readonly LayerNorm? _keyNorm;
+    private readonly PhiOptions _options;
+    private readonly int _layer;
+
+    public PhiAttention(PhiOptions options, int layer) : base(nameof(PhiAttention))
+    {
+        _options = options;
+        _layer = layer;
+        register_module("q_proj", _query = nn.Linear(options.HiddenSize, options.NumHeads * options.HeadDim));
+        register_module("k_proj", _key = nn.Linear(options.HiddenSize, options.NumKeyValueHeads * options.HeadDim));
+        register_module("v_proj", _value = nn.Linear(options.HiddenSize, options.NumKeyValueHeads * options.HeadDim));
+        register_module("dense", _dense = nn.Linear(options.NumHeads * options.HeadDim, options.HiddenSize));
+        if (options.QkLayerNorm)
+        {
+            register_module("q_layernorm", _queryNorm = nn.LayerNorm(options.HeadDim, options.LayerNormEps));
+            register_module("k_layernorm", _keyNorm = nn.LayerNorm(options.HeadDim, options.LayerNormEps));
+        }
+    }
+
+    public Tensor Forward(Tensor hidden, DecoderContext context)
+    {
+        using var scope = NewDisposeScope();
+        var (batch, length) = (hidden.shape[0], hidden.shape[1]);
+        var queries = _query.forward(hidden).view(batch, length, -1, _options.HeadDim).transpose(1, 2);
+        var keys = _key.forward(hidden).view(batch, length, -1, _options.HeadDim).transpose(1, 2);
+        var values = _value.forward(hidden).view(batch, length, -1, _options.HeadDim).transpose(1, 2);
+        if (_queryNorm is not null && _keyNorm is not null)
+            (queries, keys) = (_queryNorm.forward(queries), _keyNorm.forward(keys));
+        (queries, keys) = context.Rotate(queries, keys);
+        var attended = CausalSelfAttention.Forward(queries, keys, values, _layer, context, training ? _options.AttentionDropout : 0.0);
+        return _dense.forward(attended).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Phi MLP: fc2(act(fc1(x))).</summary>
+public sealed class PhiMlp : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear _fc1;
+    private readonly Linear _fc2;
+    private readonly Func<Tensor, Tensor> _activation;
+
+    public PhiMlp(PhiOptions options) : base(nameof(PhiMlp))
+    {
+        _activation = Activations.Get(options.HiddenAct);
+        register_module("fc1", _fc1 = nn.Linear(options.HiddenSize, options.IntermediateSize));
+        register_module("fc2", _fc2 = nn.Linear(options.IntermediateSize, options.HiddenSize));
+    }
+
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        return _fc2.forward(_activation(_fc1.forward(input))).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Phi's parallel block: one LayerNorm feeds both attention and MLP; x + attn(n) + mlp(n).</summary>
+public sealed class PhiDecoderLayer : nn.Module
+{
+    private readonly PhiAttention _attention;
+    private readonly PhiMlp _mlp;
+    private readonly LayerNorm _inputNorm;
+    private readonly double _residualDropout;
+
+    public PhiDecoderLayer(PhiOptions options, int layer) : base(nameof(PhiDecoderLayer))
+    {
+        _residualDropout = options.ResidualDropout;
+        register_module("self_attn", _attention = new PhiAttention(options, layer));
+        register_module("mlp", _mlp = new PhiMlp(options));
+        register_module("input_layernorm", _inputNorm = nn.LayerNorm(options.HiddenSize, options.LayerNormEps));
+    }
+
+    public Tensor Forward(Tensor hidden, DecoderContext context)
+    {
+        using var scope = NewDisposeScope();
+        var normalized = _inputNorm.forward(hidden);
+        var attended = F.dropout(_attention.Forward(normalized, context), _residualDropout, training);
+        var fed = F.dropout(_mlp.forward(normalized), _residualDropout, training);
+        return (attended + fed + hidden).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>transformers' PhiModel: embed_tokens, layers, final_layernorm.</summary>
+public sealed class PhiModel : DecoderModel
+{
+    private readonly Embedding _embedTokens;
+    private readonly ModuleList<PhiDecoderLayer> _layers;
+    private readonly LayerNorm _finalNorm;
+
+    public PhiModel(PretrainedConfig config) : base(nameof(PhiModel), config)
+    {
+        Options = PhiOptions.FromConfig(config);
+        register_module("embed_tokens", _embedTokens = nn.Embedding(Options.VocabSize, Options.HiddenSize));
+        register_module("layers", _layers = new ModuleList<PhiDecoderLayer>(
+            Enumerable.Range(0, Options.NumLayers).Select(i => new PhiDecoderLayer(Options, i)).ToArray()));
+        register_module("final_layernorm", _finalNorm = nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
+    }
+
+    public PhiOptions Options { get; }
+    public override int NumLayers => Options.NumLayers;
+    public override Tensor InputEmbeddingWeight => _embedTokens.weight!;
+    protected override RotaryEmbedding Rotary => Options.Rotary;
+
+    protected override Tensor Embed(Tensor inputIds, Tensor positionIds) =>
+        F.dropout(_embedTokens.forward(inputIds), Options.EmbeddingDropout, training);
+
+    protected override Tensor RunLayer(int index, Tensor hidden, DecoderContext context) => _layers[index].Forward(hidden, context);
+
+    protected override Tensor FinalNorm(Tensor hidden) => _finalNorm.forward(hidden);
+}
+
+/// <summary>transformers' PhiForCausalLM: "model" + "lm_head" with a bias (untied).</summary>
+public sealed class PhiForCausalLM(PretrainedConfig config)
+    : CausalLMModel(nameof(PhiForCausalLM), config, new PhiModel(config), "model", headBias: true);
+
+public static class Phi
+{
+    public static IReadOnlyList<ModelRegistration> Registrations =>
+    [
+        new("PhiModel", "phi", ModelTask.Base, config => new PhiModel(config)),
+        new("PhiForCausalLM", "phi", ModelTask.CausalLM, config => new PhiForCausalLM(config)),
+    ];
+}
