@@ -80,6 +80,8 @@ public sealed class PipelineRunner(IReadOnlyList<PipelineStage> stages)
             ReportProgress = context.ReportProgress,
             Log = context.Log,
             Cancellation = context.Cancellation,
+            S3Credentials = context.S3Credentials,
+            HubToken = context.HubToken,
             CompletedFolder = name => fingerprints.ContainsKey(name) ? Path.Combine(output, FolderOf(name)) : null,
         };
         // The stages before and between the selected ones count as inputs only when their output is current.

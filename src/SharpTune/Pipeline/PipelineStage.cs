@@ -41,6 +41,11 @@ public sealed class PipelineContext
     public Action<double, double, string?> ReportProgress { get; init; } = (_, _, _) => { };
     public Action<string> Log { get; init; } = _ => { };
     public CancellationToken Cancellation { get; init; }
+    /// <summary>S3 credentials for the export upload (run-time only: never written to pipeline.json); null: the
+    /// standard AWS environment variables and credential chain.</summary>
+    public S3Credentials? S3Credentials { get; init; }
+    /// <summary>Hugging Face token for the Hub upload (run-time only); null: the HF_TOKEN environment variable.</summary>
+    public string? HubToken { get; init; }
 
     internal Func<string, string?> CompletedFolder { get; init; } = _ => null;
 
