@@ -53,8 +53,8 @@ public sealed record GptNeoXOptions
 /// </summary>
 public sealed class GptNeoXAttention : nn.Module
 {
-    private readonly Linear _qkv;
-    private readonly Linear _dense;
+    private readonly nn.Module<Tensor, Tensor> _qkv;
+    private readonly nn.Module<Tensor, Tensor> _dense;
     private readonly GptNeoXOptions _options;
     private readonly int _layer;
 
@@ -81,8 +81,8 @@ public sealed class GptNeoXAttention : nn.Module
 /// <summary>GPT-NeoX MLP: dense_4h_to_h(act(dense_h_to_4h(x))).</summary>
 public sealed class GptNeoXMlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear _up;
-    private readonly Linear _down;
+    private readonly nn.Module<Tensor, Tensor> _up;
+    private readonly nn.Module<Tensor, Tensor> _down;
     private readonly Func<Tensor, Tensor> _activation;
 
     public GptNeoXMlp(GptNeoXOptions options) : base(nameof(GptNeoXMlp))

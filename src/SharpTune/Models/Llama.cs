@@ -57,10 +57,10 @@ public sealed record LlamaOptions
 /// <summary>Grouped-query self-attention with rotary embeddings: q_proj, k_proj, v_proj, o_proj.</summary>
 public sealed class LlamaAttention : nn.Module
 {
-    private readonly Linear _query;
-    private readonly Linear _key;
-    private readonly Linear _value;
-    private readonly Linear _output;
+    private readonly nn.Module<Tensor, Tensor> _query;
+    private readonly nn.Module<Tensor, Tensor> _key;
+    private readonly nn.Module<Tensor, Tensor> _value;
+    private readonly nn.Module<Tensor, Tensor> _output;
     private readonly LlamaOptions _options;
     private readonly int _layer;
 
@@ -90,9 +90,9 @@ public sealed class LlamaAttention : nn.Module
 /// <summary>Gated MLP: down_proj(act(gate_proj(x)) · up_proj(x)).</summary>
 public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear _gate;
-    private readonly Linear _up;
-    private readonly Linear _down;
+    private readonly nn.Module<Tensor, Tensor> _gate;
+    private readonly nn.Module<Tensor, Tensor> _up;
+    private readonly nn.Module<Tensor, Tensor> _down;
     private readonly Func<Tensor, Tensor> _activation;
 
     public LlamaMlp(LlamaOptions options) : base(nameof(LlamaMlp))

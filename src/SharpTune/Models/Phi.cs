@@ -53,10 +53,10 @@ public sealed record PhiOptions
 /// <summary>Phi attention: q_proj, k_proj, v_proj, dense (all with bias), partial rotary.</summary>
 public sealed class PhiAttention : nn.Module
 {
-    private readonly Linear _query;
-    private readonly Linear _key;
-    private readonly Linear _value;
-    private readonly Linear _dense;
+    private readonly nn.Module<Tensor, Tensor> _query;
+    private readonly nn.Module<Tensor, Tensor> _key;
+    private readonly nn.Module<Tensor, Tensor> _value;
+    private readonly nn.Module<Tensor, Tensor> _dense;
     private readonly LayerNorm? _queryNorm;
     private readonly LayerNorm? _keyNorm;
     private readonly PhiOptions _options;
@@ -95,8 +95,8 @@ public sealed class PhiAttention : nn.Module
 /// <summary>Phi MLP: fc2(act(fc1(x))).</summary>
 public sealed class PhiMlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear _fc1;
-    private readonly Linear _fc2;
+    private readonly nn.Module<Tensor, Tensor> _fc1;
+    private readonly nn.Module<Tensor, Tensor> _fc2;
     private readonly Func<Tensor, Tensor> _activation;
 
     public PhiMlp(PhiOptions options) : base(nameof(PhiMlp))
