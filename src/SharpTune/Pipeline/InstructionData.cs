@@ -110,16 +110,32 @@ public sealed record InstructionExample(long[] InputIds, long[] Labels, int Prom
 
     public int ResponseTokenCount => Labels.Count(l => l != IgnoreIndex);
 
-    /// <summary>Tokenizes prompt and response separately (the prompt with special tokens, the response without, plus
-    /// EOS) so that training sees exactly the ids that generation from the prompt will continue. Sequences longer than
-    /// <paramref name="maxLength"/> are truncated at the end, as transformers' tokenizers do.</summary>
+    /// <summary>
+    /// Tokenizes prompt and response separately (the prompt with special tokens, the response without, plus EOS) so that
+    /// training sees exactly the ids that generation from the prompt continues. Longer than <paramref name="maxLength"/>:
+    /// the response keeps at most half the budget (cut at its end) and the prompt keeps its END — the instruction's last
+    /// part and "### Response:", right before the answer — after its first special token (BOS). So every example keeps
+    /// response tokens to learn from, where cutting the end alone would leave long-context prompts without any.
+    /// </summary>
     public static InstructionExample From(IInstructionTokenizer tokenizer, InstructionRecord record, int maxLength)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 2);
-        var prompt = tokenizer.Encode(record.Prompt, addSpecialTokens: true);
-        var response = tokenizer.Encode(record.Response, addSpecialTokens: false).Append(tokenizer.EosTokenId);
-        var ids = prompt.Concat(response).Take(maxLength).Select(i => (long)i).ToArray();
-        var promptLength = Math.Min(prompt.Count, ids.Length);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 4);
+        var prompt = tokenizer.Encode(record.Prompt, addSpecialTokens: true).ToList();
+        var response = tokenizer.Encode(record.Response, addSpecialTokens: false).Append(tokenizer.EosTokenId).ToList();
+        if (prompt.Count + response.Count > maxLength)
+        {
+            var responseBudget = Math.Max(maxLength - prompt.Count, maxLength / 2);
+            if (response.Count > responseBudget)
+                response = response[..responseBudget];
+            var promptBudget = maxLength - response.Count;
+            if (prompt.Count > promptBudget)
+            {
+                var head = Math.Min(tokenizer.Encode("", addSpecialTokens: true).Count, promptBudget / 2);
+                prompt = [.. prompt[..head], .. prompt[^(promptBudget - head)..]];
+            }
+        }
+        var ids = prompt.Concat(response).Select(i => (long)i).ToArray();
+        var promptLength = prompt.Count;
         var labels = ids.Select((id, i) => i < promptLength ? IgnoreIndex : id).ToArray();
         return new InstructionExample(ids, labels, promptLength);
     }

@@ -135,10 +135,9 @@ internal sealed class EvaluateStage : PipelineStage
         var settings = context.Settings;
         var tokenizer = PretrainedInstructionTokenizer.FromPretrained(context.RequireOutputOf("base"));
         var (_, heldOut) = PipelineStages.Data(settings);
-        var examples = heldOut.Select(r => InstructionExample.From(tokenizer, r, settings.MaxLength)).Where(e => e.ResponseTokenCount > 0).ToList();
-        if (examples.Count == 0)
-            throw new InvalidDataException($"{settings.Data}: no held-out sample keeps a response token within max_length {settings.MaxLength}");
-        var samples = heldOut.Take(Math.Max(1, settings.SamplePrompts)).ToList();
+        var examples = heldOut.Select(r => InstructionExample.From(tokenizer, r, settings.MaxLength)).ToList();
+        // The shortest held-out prompts: readable side by side, and the first one is the latency prompt.
+        var samples = heldOut.OrderBy(r => r.Prompt.Length).ThenBy(r => r.Line).Take(Math.Max(1, settings.SamplePrompts)).ToList();
         var variants = PipelineStages.Variants
             .Where(v => context.OutputOf(v.Stage) is not null)
             .Select(v => (v.Variant, Folder: Path.Combine(context.OutputOf(v.Stage)!, v.Path)))

@@ -75,15 +75,22 @@ public class InstructionDataTests
     }
 
     [Fact]
-    public void TruncationCutsTheEnd()
+    public void TruncationKeepsResponseTokensAndThePromptsEnd()
     {
         var tokenizer = new CharTokenizer();
-        var cutResponse = InstructionExample.From(tokenizer, new InstructionRecord("abc", "defgh", 1), maxLength: 6);
-        Assert.Equal(6, cutResponse.InputIds.Length);
-        Assert.Equal(2, cutResponse.ResponseTokenCount);
-        var onlyPrompt = InstructionExample.From(tokenizer, new InstructionRecord("abcdefgh", "xyz", 1), maxLength: 5);
-        Assert.Equal(5, onlyPrompt.InputIds.Length);
-        Assert.Equal(0, onlyPrompt.ResponseTokenCount);
+        long C(char c) => c + 3;
+        // Short prompt: only the response's end is cut.
+        var cutResponse = InstructionExample.From(tokenizer, new InstructionRecord("ab", "defghijk", 1), maxLength: 8);
+        Assert.Equal(new[] { 1, C('a'), C('b'), C('d'), C('e'), C('f'), C('g'), C('h') }, cutResponse.InputIds);
+        Assert.Equal(5, cutResponse.ResponseTokenCount);
+        // Long prompt: the response keeps half the budget, the prompt keeps BOS and its end.
+        var longPrompt = InstructionExample.From(tokenizer, new InstructionRecord("0123456789", "xyz", 1), maxLength: 8);
+        Assert.Equal(new[] { 1, C('7'), C('8'), C('9'), C('x'), C('y'), C('z'), 2 }, longPrompt.InputIds);
+        Assert.Equal(new[] { -100, -100, -100, -100, C('x'), C('y'), C('z'), 2 }, longPrompt.Labels);
+        // Both long: half each.
+        var both = InstructionExample.From(tokenizer, new InstructionRecord("0123456789", "uvwxyz", 1), maxLength: 8);
+        Assert.Equal(new[] { 1, C('7'), C('8'), C('9'), C('u'), C('v'), C('w'), C('x') }, both.InputIds);
+        Assert.Equal(8, both.InputIds.Length);
     }
 
     [Fact]
