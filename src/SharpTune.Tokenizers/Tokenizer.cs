@@ -1,0 +1,365 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Loading;
+using SharpTune.Tokenizers.Models;
+using SharpTune.Tokenizers.Pipeline;
+
+namespace SharpTune.Tokenizers;
+
+/// <summary>
+/// A Hugging Face compatible tokenizer: normalizer → pre-tokenizer → model → post-processor, with added tokens,
+/// truncation, padding and decoding. Thread-safe for encoding and decoding (batch encoding runs in parallel).
+/// </summary>
+public sealed class Tokenizer
+{
+    private readonly AddedVocabulary _added;
+    private readonly HashSet<int> _specialIds;
+    private readonly JsonObject _definition;
+
+    internal Tokenizer(JsonObject definition, INormalizer? normalizer, IPreTokenizer? preTokenizer, ITokenizerModel model,
+        IPostProcessor? postProcessor, IDecoder? decoder, IEnumerable<AddedToken> addedTokens, SpecialTokens? specialTokens)
+    {
+        _definition = definition;
+        Normalizer = normalizer;
+        PreTokenizer = preTokenizer;
+        Model = model;
+        PostProcessor = postProcessor;
+        Decoder = decoder;
+        _added = new AddedVocabulary(addedTokens);
+        SpecialTokens = specialTokens ?? InferSpecialTokens();
+        _specialIds = _added.Tokens.Where(t => t.Special).Select(t => t.Id)
+            .Concat(SpecialTokens.All.Select(TokenToId).OfType<int>()).ToHashSet();
+    }
+
+    public INormalizer? Normalizer { get; }
+    public IPreTokenizer? PreTokenizer { get; }
+    public ITokenizerModel Model { get; }
+    public IPostProcessor? PostProcessor { get; }
+    public IDecoder? Decoder { get; }
+    public IReadOnlyCollection<AddedToken> AddedTokens => _added.Tokens;
+    public SpecialTokens SpecialTokens { get; }
+
+    /// <summary>Truncation applied by <see cref="Encode"/> (null: none).</summary>
+    public TruncationOptions? Truncation { get; set; }
+
+    /// <summary>Padding applied by <see cref="Encode"/> and <see cref="EncodeBatch"/> (null: none).</summary>
+    public PaddingOptions? Padding { get; set; }
+
+    /// <summary>Model vocabulary plus added tokens that are not in it.</summary>
+    public int VocabSize => Model.VocabSize + _added.Tokens.Count(t => Model.TokenToId(t.Content) is null);
+
+    /// <summary>Id used for padding: the padding options', else the pad special token's; null when there is none.</summary>
+    public int? PadTokenId => Padding is { } p ? p.PadId : SpecialTokens.Pad is { } pad ? TokenToId(pad) : null;
+
+    public int? BosTokenId => SpecialTokens.Bos is { } t ? TokenToId(t) : null;
+    public int? EosTokenId => SpecialTokens.Eos is { } t ? TokenToId(t) : null;
+    public int? UnkTokenId => SpecialTokens.Unk is { } t ? TokenToId(t) : null;
+
+    /// <summary>Loads a <c>tokenizer.json</c> (with tokenizer_config.json / special_tokens_map.json next to it when present).</summary>
+    public static Tokenizer FromFile(string path) => TokenizerJson.Load(path);
+
+    /// <summary>Builds a tokenizer from the JSON text of a tokenizer.json; <paramref name="source"/> names it in errors.</summary>
+    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null) =>
+        TokenizerJson.Parse(JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{source} is not a JSON object"),
+            source, specialTokens);
+
+    /// <summary>The tokenizer as a tokenizer.json document (Hugging Face loads it).</summary>
+    public JsonObject ToJson()
+    {
+        var json = (JsonObject)_definition.DeepClone();
+        json["truncation"] = TokenizerJson.TruncationToJson(Truncation);
+        json["padding"] = TokenizerJson.PaddingToJson(Padding);
+        return json;
+    }
+
+    /// <summary>Writes tokenizer.json atomically (temp file in the same folder, then move).</summary>
+    public void Save(string path)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var temp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        File.WriteAllText(temp, ToJson().ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        File.Move(temp, full, overwrite: true);
+    }
+
+    public int? TokenToId(string token) => _added.ByContent(token)?.Id ?? Model.TokenToId(token);
+
+    public string? IdToToken(int id) => _added.ById(id)?.Content ?? Model.IdToToken(id);
+
+    public bool IsSpecialTokenId(int id) => _specialIds.Contains(id);
+
+    /// <summary>Encodes a text, or a pair of texts, applying <see cref="Truncation"/> and <see cref="Padding"/>.</summary>
+    public Encoding Encode(string text, string? pair = null, bool addSpecialTokens = true)
+    {
+        var encoding = EncodeUnpadded(text, pair, addSpecialTokens);
+        if (Padding is { } padding)
+            Pad([encoding], padding);
+        return encoding;
+    }
+
+    /// <summary>Encodes many texts in parallel; padding "longest" pads to the longest of the batch.</summary>
+    public IReadOnlyList<Encoding> EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = true) =>
+        EncodeBatch(texts.Select(t => (t, (string?)null)).ToArray(), addSpecialTokens);
+
+    public IReadOnlyList<Encoding> EncodeBatch(IReadOnlyList<(string Text, string? Pair)> inputs, bool addSpecialTokens = true)
+    {
+        var encodings = new Encoding[inputs.Count];
+        Parallel.For(0, inputs.Count, i => encodings[i] = EncodeUnpadded(inputs[i].Text, inputs[i].Pair, addSpecialTokens));
+        if (Padding is { } padding)
+            Pad(encodings, padding);
+        return encodings;
+    }
+
+    /// <summary>Only the ids, without offsets bookkeeping beyond what the pipeline needs.</summary>
+    public int[] EncodeToIds(string text, bool addSpecialTokens = true) => Encode(text, null, addSpecialTokens).IdList.ToArray();
+
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
+    {
+        var tokens = new List<string>();
+        foreach (var id in ids)
+        {
+            if (skipSpecialTokens && _specialIds.Contains(id))
+                continue;
+            if (IdToToken(id) is { } token)
+                tokens.Add(token);
+        }
+        return Decoder is null ? string.Join(' ', tokens) : string.Concat(Decoder.DecodeChain(tokens));
+    }
+
+    public IReadOnlyList<string> DecodeBatch(IReadOnlyList<IReadOnlyList<int>> batch, bool skipSpecialTokens = true)
+    {
+        var result = new string[batch.Count];
+        Parallel.For(0, batch.Count, i => result[i] = Decode(batch[i], skipSpecialTokens));
+        return result;
+    }
+
+    private Encoding EncodeUnpadded(string text, string? pair, bool addSpecialTokens)
+    {
+        // Like Hugging Face, a single text under right-side truncation is only tokenized until the word that reaches
+        // max_length tokens: the overflow then holds the rest of the tokens produced, not the rest of the text.
+        var stopAt = pair is null && Truncation is { Direction: Direction.Right } t ? Math.Max(1, t.MaxLength) : int.MaxValue;
+        var first = EncodeSequence(text, 0, stopAt);
+        var second = pair is null ? null : EncodeSequence(pair, 1, int.MaxValue);
+        if (Truncation is { } truncation)
+        {
+            var added = addSpecialTokens && PostProcessor is not null ? PostProcessor.AddedTokens(second is not null) : 0;
+            Truncate(first, second, truncation with { MaxLength = Math.Max(0, truncation.MaxLength - added) });
+        }
+        var firstOverflow = first.OverflowList.ToArray();
+        var secondOverflow = second?.OverflowList.ToArray() ?? [];
+        var result = Process(first, second, addSpecialTokens);
+        result.OverflowList.Clear();
+        // Overflowing parts are processed like the main part: each A overflow with B and B's overflows, then A with B's.
+        foreach (var a in firstOverflow)
+        {
+            if (second is null)
+                result.OverflowList.Add(Process(a, null, addSpecialTokens));
+            else
+            {
+                result.OverflowList.Add(Process(a, second, addSpecialTokens));
+                foreach (var b in secondOverflow)
+                    result.OverflowList.Add(Process(a, b, addSpecialTokens));
+            }
+        }
+        if (second is not null)
+            foreach (var b in secondOverflow)
+                result.OverflowList.Add(Process(first, b, addSpecialTokens));
+        return result;
+    }
+
+    private Encoding Process(Encoding first, Encoding? second, bool addSpecialTokens)
+    {
+        List<Encoding> parts = second is null ? [first] : [first, second];
+        if (PostProcessor is not null)
+            parts = PostProcessor.Process(parts, addSpecialTokens);
+        if (parts.Count == 1)
+            return parts[0];
+        var merged = new Encoding(parts.Sum(p => p.Length));
+        foreach (var part in parts)
+            merged.Append(part);
+        return merged;
+    }
+
+    /// <summary>Added-token split, normalization, pre-tokenization and the model, for one input text.</summary>
+    private Encoding EncodeSequence(string text, int sequence, int stopAt)
+    {
+        var encoding = new Encoding(text.Length / 3 + 4);
+        encoding.Texts = sequence == 0 ? [text, null] : [null, text];
+        var word = 0;
+        var at = 0;
+        foreach (var (start, end, token) in _added.FindRaw(text))
+        {
+            if (start > at)
+                EncodeNormalizable(NormalizedString.FromOriginal(text, at, start), sequence, encoding, ref word, stopAt);
+            if (encoding.Length >= stopAt)
+                return encoding;
+            encoding.Add(token.Id, token.Content, sequence, (start, end), word++, sequence, special: false);
+            at = end;
+        }
+        if (text.Length > at || text.Length == 0)
+            EncodeNormalizable(NormalizedString.FromOriginal(text, at, text.Length), sequence, encoding, ref word, stopAt);
+        return encoding;
+    }
+
+    private void EncodeNormalizable(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
+    {
+        Normalizer?.Normalize(piece);
+        if (!_added.HasNormalizedTokens)
+        {
+            EncodeWords(piece, sequence, encoding, ref word, stopAt);
+            return;
+        }
+        var at = 0;
+        foreach (var (start, end, token) in _added.FindNormalized(piece.Text))
+        {
+            if (start > at)
+                EncodeWords(piece.Slice(at, start), sequence, encoding, ref word, stopAt);
+            if (encoding.Length >= stopAt)
+                return;
+            encoding.Add(token.Id, token.Content, sequence, piece.OriginalRange(start, end), word++, sequence, special: false);
+            at = end;
+        }
+        if (piece.Length > at)
+            EncodeWords(piece.Slice(at, piece.Length), sequence, encoding, ref word, stopAt);
+    }
+
+    [ThreadStatic] private static List<NormalizedString>? _words;
+    [ThreadStatic] private static List<Token>? _tokens;
+
+    private void EncodeWords(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
+    {
+        var words = _words ??= [];
+        var tokens = _tokens ??= [];
+        words.Clear();
+        if (PreTokenizer is null)
+            words.Add(piece);
+        else
+            PreTokenizer.Split(piece, words);
+        foreach (var w in words)
+        {
+            if (encoding.Length >= stopAt)
+                return;
+            tokens.Clear();
+            Model.Tokenize(w.Text, tokens);
+            foreach (var t in tokens)
+                encoding.Add(t.Id, t.Value, sequence, w.OriginalRange(t.Start, t.End), word, sequence, special: false);
+            word++;
+        }
+    }
+
+    private static void Truncate(Encoding first, Encoding? second, TruncationOptions options)
+    {
+        var total = first.Length + (second?.Length ?? 0);
+        if (options.MaxLength > 0 && total <= options.MaxLength)
+            return;
+        var max = options.MaxLength;
+        switch (options.Strategy)
+        {
+            case TruncationStrategy.LongestFirst when second is not null:
+            {
+                int n1 = first.Length, n2 = second.Length;
+                var swap = n1 > n2;
+                if (swap)
+                    (n1, n2) = (n2, n1);
+                n2 = n1 > max ? n1 : Math.Max(n1, max - n1);
+                if (n1 + n2 > max)
+                {
+                    n1 = max / 2;
+                    n2 = n1 + max % 2;
+                }
+                if (swap)
+                    (n1, n2) = (n2, n1);
+                TruncateOne(first, n1, options);
+                TruncateOne(second, n2, options);
+                break;
+            }
+            case TruncationStrategy.LongestFirst:
+                TruncateOne(first, max, options);
+                break;
+            default:
+            {
+                var target = options.Strategy == TruncationStrategy.OnlyFirst ? first
+                    : second ?? throw new ArgumentException("Truncation strategy only_second needs a pair of texts");
+                var remove = total - max;
+                if (target.Length <= remove)
+                    throw new ArgumentException(
+                        $"Cannot truncate: the {(target == first ? "first" : "second")} sequence ({target.Length} tokens) is shorter than the {remove} tokens to remove");
+                TruncateOne(target, target.Length - remove, options);
+                break;
+            }
+        }
+    }
+
+    /// <summary>Keeps <paramref name="maxLength"/> tokens; the rest become overflowing windows overlapping by the stride.</summary>
+    private static void TruncateOne(Encoding encoding, int maxLength, TruncationOptions options)
+    {
+        var length = encoding.Length;
+        if (maxLength >= length)
+            return;
+        var parts = new List<(int Start, int End)>();
+        if (maxLength == 0)
+            parts.AddRange([(0, 0), (0, length)]);
+        else
+        {
+            if (options.Stride >= maxLength)
+                throw new ArgumentException($"Truncation stride ({options.Stride}) must be smaller than the room left for the text ({maxLength} tokens)");
+            var step = maxLength - options.Stride;
+            if (options.Direction == Direction.Right)
+                for (var start = 0; ; start += step)
+                {
+                    var stop = Math.Min(start + maxLength, length);
+                    parts.Add((start, stop));
+                    if (stop == length)
+                        break;
+                }
+            else
+                for (var stop = length; ; stop -= step)
+                {
+                    var start = Math.Max(0, stop - maxLength);
+                    parts.Add((start, stop));
+                    if (start == 0)
+                        break;
+                }
+        }
+        var slices = parts.Select(p => encoding.Slice(p.Start, p.End)).ToList();
+        Replace(encoding, slices[0]);
+        encoding.OverflowList.Clear();
+        encoding.OverflowList.AddRange(slices.Skip(1));
+    }
+
+    private static void Replace(Encoding target, Encoding source)
+    {
+        target.IdList.Clear();
+        target.TokenList.Clear();
+        target.TypeIdList.Clear();
+        target.AttentionList.Clear();
+        target.SpecialList.Clear();
+        target.OffsetList.Clear();
+        target.WordList.Clear();
+        target.SequenceList.Clear();
+        target.Append(source);
+    }
+
+    private static void Pad(IReadOnlyList<Encoding> encodings, PaddingOptions padding)
+    {
+        var length = padding.Length ?? encodings.Max(e => e.Length);
+        if (padding.PadToMultipleOf is > 0 and var multiple && length % multiple != 0)
+            length += multiple - length % multiple;
+        foreach (var encoding in encodings)
+            encoding.Pad(length, padding.PadId, padding.PadTypeId, padding.PadToken, padding.Direction == Direction.Left);
+    }
+
+    private SpecialTokens InferSpecialTokens()
+    {
+        string? Find(params string[] candidates) => candidates.FirstOrDefault(c => TokenToId(c) is not null);
+        return new SpecialTokens
+        {
+            Bos = Find("<s>", "<|begin_of_text|>", "<bos>"),
+            Eos = Find("</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>"),
+            Unk = Find("[UNK]", "<unk>", "<|endoftext|>"),
+            Pad = Find("[PAD]", "<pad>"),
+            Cls = Find("[CLS]"),
+            Sep = Find("[SEP]"),
+            Mask = Find("[MASK]", "<mask>"),
+        };
+    }
+}
