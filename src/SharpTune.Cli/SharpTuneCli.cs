@@ -19,6 +19,7 @@ public static class SharpTuneCli
         GlobalOptions.AddTo(root);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(PipelineCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
         return root;
     }
 

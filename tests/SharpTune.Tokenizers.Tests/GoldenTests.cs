@@ -19,15 +19,15 @@ public class GoldenTests
         }
     }
 
-    private static JsonElement Golden(params string[] parts) => JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture(parts))).RootElement;
+    internal static JsonElement Golden(params string[] parts) => JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture(parts))).RootElement;
 
-    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+    internal static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
 
-    private static string[] Strings(JsonElement e) => e.EnumerateArray().Select(x => x.GetString()!).ToArray();
+    internal static string[] Strings(JsonElement e) => e.EnumerateArray().Select(x => x.GetString()!).ToArray();
 
-    private static (int, int)[] Pairs(JsonElement e) => e.EnumerateArray().Select(x => (x[0].GetInt32(), x[1].GetInt32())).ToArray();
+    internal static (int, int)[] Pairs(JsonElement e) => e.EnumerateArray().Select(x => (x[0].GetInt32(), x[1].GetInt32())).ToArray();
 
-    private static void Check<T>(List<string> failures, string what, string text, IEnumerable<T> expected, IEnumerable<T> actual)
+    internal static void Check<T>(List<string> failures, string what, string text, IEnumerable<T> expected, IEnumerable<T> actual)
     {
         var e = expected.ToArray();
         var a = actual.ToArray();
@@ -35,12 +35,12 @@ public class GoldenTests
             failures.Add($"{what} for {JsonSerializer.Serialize(text)}:\n  expected {string.Join(",", e)}\n  actual   {string.Join(",", a)}");
     }
 
-    private static void Report(List<string> failures, int cases)
+    internal static void Report(List<string> failures, int cases)
     {
         Assert.True(failures.Count == 0, $"{failures.Count} mismatches over {cases} cases:\n" + string.Join("\n", failures.Take(8)));
     }
 
-    private static void CheckSingles(Tokenizer tokenizer, JsonElement golden, bool hasDecoded)
+    internal static void CheckSingles(Tokenizer tokenizer, JsonElement golden, bool hasDecoded)
     {
         var failures = new List<string>();
         var cases = golden.GetProperty("single").EnumerateArray().ToList();
@@ -60,7 +60,7 @@ public class GoldenTests
         Report(failures, cases.Count);
     }
 
-    private static void CheckPairs(Tokenizer tokenizer, JsonElement golden)
+    internal static void CheckPairs(Tokenizer tokenizer, JsonElement golden)
     {
         var failures = new List<string>();
         var cases = golden.GetProperty("pairs").EnumerateArray().ToList();

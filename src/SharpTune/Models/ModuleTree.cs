@@ -32,6 +32,16 @@ public static class ModuleTree
         return module;
     }
 
+    /// <summary>Every module once, under the first path that reaches it (a module registered under two names, or
+    /// shared, is not listed twice).</summary>
+    public static IEnumerable<(string Path, nn.Module Module)> UniqueModules(nn.Module root)
+    {
+        var seen = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, module) in root.named_modules())
+            if (seen.Add(module))
+                yield return (name, module);
+    }
+
     /// <summary>Puts <paramref name="replacement"/> where the module at <paramref name="path"/> was and returns the old module
     /// (not disposed: its tensors may live on inside the replacement).</summary>
     public static nn.Module Replace(nn.Module root, string path, nn.Module replacement)
@@ -50,8 +60,11 @@ public static class ModuleTree
             return old;
         }
         SetSlot(parent, name, old, replacement, path);
+        // Every registration of the old child is replaced (a module may be registered under its transformers name and
+        // again under its field name); the ordered dictionary's indexer keeps the positions.
         var children = (OrderedDict<string, nn.Module>)SubmodulesField.GetValue(parent)!;
-        children[name] = replacement; // the ordered dictionary's indexer keeps the position
+        foreach (var key in children.keys().Where(k => ReferenceEquals(children[k], old)).ToList())
+            children[key] = replacement;
         return old;
     }
 

@@ -30,9 +30,9 @@ public static class Quantizer
     public static IReadOnlyList<string> Quantize(nn.Module model, QuantizationOptions options, IProgress<int>? progress = null)
     {
         options.Validate();
-        var targets = model.named_modules()
-            .Where(m => m.module is Linear && !IsSkipped(m.name, options.SkipModules))
-            .Select(m => (m.name, linear: (Linear)m.module))
+        var targets = ModuleTree.UniqueModules(model)
+            .Where(m => m.Module is Linear && !IsSkipped(m.Path, options.SkipModules))
+            .Select(m => (name: m.Path, linear: (Linear)m.Module))
             .ToList();
         var kept = SharedHandles(model, targets.Select(t => t.name).ToHashSet());
         var done = 0;
@@ -61,7 +61,7 @@ public static class Quantizer
     public static void LoadQuantizedLayers(PreTrainedModel model, Checkpoint checkpoint)
     {
         var compute = Options(model.Config).ComputeDType;
-        var targets = model.named_modules().Where(m => m.module is Linear).Select(m => m.name).ToList();
+        var targets = ModuleTree.UniqueModules(model).Where(m => m.Module is Linear).Select(m => m.Path).ToList();
         foreach (var path in targets)
         {
             QuantizedLinear? quantized = null;

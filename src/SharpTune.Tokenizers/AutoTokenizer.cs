@@ -1,0 +1,55 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Loading;
+
+namespace SharpTune.Tokenizers;
+
+/// <summary>
+/// Loads whatever tokenizer a model folder (or a single file) holds: tokenizer.json, SentencePiece tokenizer.model,
+/// GPT-2 vocab.json + merges.txt, BERT vocab.txt or a llama2.c tokenizer.bin — in that order of preference.
+/// </summary>
+public static class AutoTokenizer
+{
+    public static Tokenizer FromPretrained(string path)
+    {
+        if (File.Exists(path))
+            return FromFile(path);
+        if (!Directory.Exists(path))
+            throw new DirectoryNotFoundException($"Tokenizer path not found: {path}");
+        string? Find(params string[] names) => names.Select(n => Path.Combine(path, n)).FirstOrDefault(File.Exists);
+        var file = Find("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer.bin")
+                   ?? Directory.EnumerateFiles(path, "tok*.bin").FirstOrDefault()
+                   ?? throw new FileNotFoundException(
+                       $"No tokenizer in {path} (looked for tokenizer.json, tokenizer.model, vocab.json + merges.txt, vocab.txt, tokenizer.bin)");
+        return FromFile(file);
+    }
+
+    private static Tokenizer FromFile(string file)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
+        var name = Path.GetFileName(file);
+        var extension = Path.GetExtension(file).ToLowerInvariant();
+        if (name.Equals("vocab.json", StringComparison.OrdinalIgnoreCase))
+        {
+            var merges = Path.Combine(directory, "merges.txt");
+            if (!File.Exists(merges))
+                throw new FileNotFoundException($"{file} needs merges.txt next to it (GPT-2 byte-level BPE)", merges);
+            return Converters.FromGpt2Files(file, merges, TokenizerConfig.Read(directory));
+        }
+        return extension switch
+        {
+            ".json" => Tokenizer.FromFile(file),
+            ".model" => Converters.FromSentencePiece(file),
+            ".txt" => Converters.FromBertVocab(file, DoLowerCase(directory), TokenizerConfig.Read(directory)),
+            ".bin" => Converters.FromLlama2c(file),
+            _ => throw new InvalidDataException($"Unrecognised tokenizer file {file} (expected .json, .model, vocab.txt or .bin)"),
+        };
+    }
+
+    private static bool DoLowerCase(string directory)
+    {
+        var config = Path.Combine(directory, "tokenizer_config.json");
+        if (!File.Exists(config))
+            return true;
+        return TokenizerJson.Bool(JsonNode.Parse(File.ReadAllText(config)), "do_lower_case", true);
+    }
+}
