@@ -6,6 +6,7 @@ using SharpTune.Engine;
 IBenchmark[] all =
 [
     new MatmulBenchmark(),
+    new TfidfBenchmark(),
 ];
 
 var names = new List<string>();

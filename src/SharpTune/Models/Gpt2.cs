@@ -53,22 +53,20 @@ public sealed record Gpt2Options
 /// </summary>
 public sealed class Conv1D : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
-    private readonly Parameter _bias;
-
     public Conv1D(long inFeatures, long outFeatures) : base(nameof(Conv1D))
     {
-        register_parameter("weight", _weight = new Parameter(empty(inFeatures, outFeatures).normal_(0, 0.02)));
-        register_parameter("bias", _bias = new Parameter(zeros(outFeatures)));
+        register_parameter("weight", weight = new Parameter(empty(inFeatures, outFeatures).normal_(0, 0.02)));
+        register_parameter("bias", bias = new Parameter(zeros(outFeatures)));
     }
 
-    public Parameter weight => _weight;
-    public Parameter bias => _bias;
+    // Named like the parameters, with setters: Module.to(dtype/device) re-assigns converted parameters by name.
+    public Parameter weight { get; private set; }
+    public Parameter bias { get; private set; }
 
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var output = addmm(_bias, input.reshape(-1, input.shape[^1]), _weight, 1, 1);
+        var output = addmm(bias, input.reshape(-1, input.shape[^1]), weight, 1, 1);
         return output.view([.. input.shape[..^1], output.shape[^1]]).MoveToOuterDisposeScope();
     }
 }
@@ -159,7 +157,7 @@ public sealed class Gpt2Model : DecoderModel
     private readonly ModuleList<Gpt2Block> _blocks;
     private readonly LayerNorm _finalNorm;
 
-    public Gpt2Model(PretrainedConfig config) : base("GPT2Model", config)
+    public Gpt2Model(PretrainedConfig config) : base("GPT2Model", config, "transformer")
     {
         Options = Gpt2Options.FromConfig(config);
         register_module("wte", _tokenEmbeddings = nn.Embedding(Options.VocabSize, Options.HiddenSize));
@@ -189,7 +187,7 @@ public sealed class Gpt2Model : DecoderModel
 
 /// <summary>transformers' GPT2LMHeadModel: "transformer" + "lm_head" tied to wte.</summary>
 public sealed class Gpt2LMHeadModel(PretrainedConfig config)
-    : CausalLMModel("GPT2LMHeadModel", config, new Gpt2Model(config), "transformer", tiedByDefault: true);
+    : CausalLMModel("GPT2LMHeadModel", config, new Gpt2Model(config), tiedByDefault: true);
 
 public static class Gpt2
 {

@@ -148,7 +148,7 @@ public class LlamaModel : DecoderModel
     }
 
     /// <summary>A Llama stack with explicit options; <paramref name="name"/> is the transformers class it stands for.</summary>
-    public LlamaModel(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaModel)) : base(name, config)
+    public LlamaModel(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaModel)) : base(name, config, "model")
     {
         Options = options;
         register_module("embed_tokens", _embedTokens = nn.Embedding(options.VocabSize, options.HiddenSize));
@@ -178,7 +178,7 @@ public class LlamaForCausalLM : CausalLMModel
 
     /// <summary>A Llama causal LM with explicit options; the names are the transformers classes it stands for.</summary>
     public LlamaForCausalLM(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaForCausalLM), string modelName = nameof(LlamaModel))
-        : base(name, config, new LlamaModel(config, options, modelName), "model")
+        : base(name, config, new LlamaModel(config, options, modelName))
     {
     }
 }

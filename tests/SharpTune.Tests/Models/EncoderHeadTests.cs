@@ -115,4 +115,18 @@ public class EncoderHeadTests
             EncoderFixture.Dispose(reference);
         }
     }
+
+    [Fact]
+    public void DebertaSkipsNegativeLabelsAndAcceptsSoftLabels()
+    {
+        using var scope = NewDisposeScope();
+        using var model = AutoModel.FromPretrained(EncoderFixture.Directory("deberta-v2-seqcls"));
+        using var skipped = model.Forward(Batch(tensor(new long[] { 1, -1 })));
+        Assert.Equal(-skipped.Logits!.log_softmax(1)[0, 1].item<float>(), skipped.Loss!.item<float>(), 5);
+
+        var soft = tensor(new float[] { 0.25f, 0.75f, 1f, 0f }, [2, 2]);
+        using var distribution = model.Forward(Batch(soft));
+        var expected = -(distribution.Logits!.log_softmax(1) * soft).sum(1).mean();
+        Assert.Equal(expected.item<float>(), distribution.Loss!.item<float>(), 5);
+    }
 }

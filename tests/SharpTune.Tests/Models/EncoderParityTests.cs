@@ -13,6 +13,8 @@ public class EncoderParityTests(ITestOutputHelper log)
         { "bert-seqcls", "BertForSequenceClassification" },
         { "bert-mlm", "BertForMaskedLM" },
         { "roberta-seqcls", "RobertaForSequenceClassification" },
+        { "distilbert-seqcls", "DistilBertForSequenceClassification" },
+        { "deberta-v2-seqcls", "DebertaV2ForSequenceClassification" },
     };
 
     [Theory]
