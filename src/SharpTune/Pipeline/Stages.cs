@@ -20,7 +20,7 @@ public static class PipelineStages
     public const string MergedFolder = "merged";
 
     public static IReadOnlyList<PipelineStage> All { get; } =
-        [new BaseStage(), new QuantizeStage(), new EvaluateStage(), new ExportStage()];
+        [new BaseStage(), new QuantizeStage(), new LoraStage(), new QuantizeLoraStage(), new EvaluateStage(), new ExportStage()];
 
     /// <summary>The model variants: name, the stage that makes it, and the model folder inside that stage's output.</summary>
     public static IReadOnlyList<(string Variant, string Stage, string Path)> Variants { get; } =
