@@ -17,7 +17,7 @@ internal sealed class LoraStage : PipelineStage
     public override string Folder => PipelineStages.LoraFolder;
     public override IReadOnlyList<string> Requires => ["base"];
     // QLoRA trains on the quantize stage's output.
-    public override IReadOnlyList<string> Uses => ["quantize"];
+    public override IReadOnlyList<string> RequiresFor(PipelineSettings settings) => settings.QLora ? ["base", "quantize"] : ["base"];
 
     public override object?[] SettingsFingerprint(PipelineSettings s) =>
     [
@@ -29,9 +29,7 @@ internal sealed class LoraStage : PipelineStage
     {
         var settings = context.Settings;
         var baseFolder = context.RequireOutputOf("base");
-        var trainFrom = settings.QLora
-            ? context.OutputOf("quantize") ?? throw new ArgumentException("--qlora trains on the quantized base: run the quantize stage first (--stages quantize,lora)")
-            : baseFolder;
+        var trainFrom = settings.QLora ? context.RequireOutputOf("quantize") : baseFolder;
         var tokenizer = PretrainedInstructionTokenizer.FromPretrained(baseFolder);
         var (train, _) = PipelineStages.Data(settings);
         var examples = train.Select(r => InstructionExample.From(tokenizer, r, settings.MaxLength))

@@ -105,8 +105,8 @@ public sealed class PipelineRunner(IReadOnlyList<PipelineStage> stages)
             context.Cancellation.ThrowIfCancellationRequested();
             var fingerprint = CurrentFingerprint(stage, output, fingerprints, context.Settings)
                 ?? throw new ArgumentException(
-                    $"{output}: stage '{stage.Name}' needs the output of {string.Join(", ", stage.Requires.Where(r => !fingerprints.ContainsKey(r)).Select(r => $"'{r}'"))}, " +
-                    $"which is missing or out of date; run those stages first (e.g. --stages {string.Join(",", stage.Requires.Append(stage.Name))})");
+                    $"{output}: stage '{stage.Name}' needs the output of {string.Join(", ", stage.RequiresFor(context.Settings).Where(r => !fingerprints.ContainsKey(r)).Select(r => $"'{r}'"))}, " +
+                    $"which is missing or out of date; run those stages first (e.g. --stages {string.Join(",", stage.RequiresFor(context.Settings).Append(stage.Name))})");
             var folder = Path.Combine(output, stage.Folder);
             var marker = ReadMarker(output, stage);
             if (marker?.Fingerprint == fingerprint)
@@ -147,9 +147,10 @@ public sealed class PipelineRunner(IReadOnlyList<PipelineStage> stages)
     /// input is not complete.</summary>
     private static string? CurrentFingerprint(PipelineStage stage, string output, Dictionary<string, string> complete, PipelineSettings settings)
     {
-        if (stage.Requires.Any(r => !complete.ContainsKey(r)))
+        var requires = stage.RequiresFor(settings);
+        if (requires.Any(r => !complete.ContainsKey(r)))
             return null;
-        var inputs = stage.Requires.Concat(stage.Uses).Where(complete.ContainsKey).Select(r => $"{r}={complete[r]}").ToArray();
+        var inputs = requires.Concat(stage.Uses).Where(complete.ContainsKey).Select(r => $"{r}={complete[r]}").ToArray();
         return PipelineSettings.Fingerprint(stage.Name, stage.SettingsFingerprint(settings), inputs);
     }
 

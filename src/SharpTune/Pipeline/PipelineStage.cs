@@ -18,6 +18,9 @@ public abstract class PipelineStage
 
     public virtual IReadOnlyList<string> Requires => [];
 
+    /// <summary>The required stages under these settings (a stage whose inputs depend on an option overrides it).</summary>
+    public virtual IReadOnlyList<string> RequiresFor(PipelineSettings settings) => Requires;
+
     public virtual IReadOnlyList<string> Uses => [];
 
     /// <summary>The settings this stage's output depends on; a change re-runs the stage (and, through the inputs'

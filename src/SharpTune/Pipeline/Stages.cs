@@ -52,8 +52,10 @@ public static class PipelineStages
     /// <summary>Loads a model folder, quantizes it and saves it with the companion files.</summary>
     internal static IReadOnlyDictionary<string, object?> QuantizeFolder(PipelineContext context, string source, string work)
     {
-        using var model = ModelFolder.LoadCausalLM(source, CPU);
         var options = Quantization(context.Settings);
+        // The weights that stay unquantized (embeddings, norms) are kept in the compute dtype, as bitsandbytes users
+        // load them (torch_dtype = compute dtype); the quantized layers store 4-bit codes whatever the source dtype.
+        using var model = ModelFolder.LoadCausalLM(source, CPU, options.ComputeDType);
         var layers = Quantizer.Quantize(model, options);
         var footprint = Quantizer.Footprint(model);
         model.SavePretrained(work);
