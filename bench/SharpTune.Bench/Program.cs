@@ -7,6 +7,9 @@ IBenchmark[] all =
 [
     new MatmulBenchmark(),
     new TfidfBenchmark(),
+    new Stories260KBenchmark(),
+    new EncoderForwardBenchmark(),
+    new GenerationBenchmark(),
 ];
 
 var names = new List<string>();

@@ -16,7 +16,8 @@ public sealed record GenerationConfig
 
     /// <summary>Tokens to generate after the prompt; when null, <see cref="MaxLength"/> bounds prompt + new tokens.</summary>
     public int? MaxNewTokens { get; init; }
-    public int MaxLength { get; init; } = 20;
+    /// <summary>Bound on prompt + new tokens when <see cref="MaxNewTokens"/> is null; null means transformers' default, 20.</summary>
+    public int? MaxLength { get; init; }
     public bool DoSample { get; init; }
     public double Temperature { get; init; } = 1.0;
     /// <summary>Keep the k most likely tokens; 0 disables.</summary>
@@ -36,7 +37,7 @@ public sealed record GenerationConfig
     public long? Seed { get; init; }
 
     /// <summary>Tokens to add to prompts of <paramref name="promptLength"/> tokens.</summary>
-    public int NewTokenBudget(int promptLength) => MaxNewTokens ?? Math.Max(0, MaxLength - promptLength);
+    public int NewTokenBudget(int promptLength) => MaxNewTokens ?? Math.Max(0, (MaxLength ?? 20) - promptLength);
 
     public void Validate()
     {

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using SharpTune.Models;
 using SharpTune.Models.Blocks;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SharpTune.Generation;
@@ -45,9 +46,9 @@ public sealed record GenerationResult(
 /// <see cref="GenerationConfig"/>. Text decoding (for stop strings and streaming) comes from the tokenizer's
 /// decode function (special tokens skipped).
 /// </summary>
-public sealed class TextGenerator(PreTrainedModel model, Func<IReadOnlyList<long>, string>? decode = null)
+public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, string>? decode = null)
 {
-    public PreTrainedModel Model { get; } = model;
+    public ICausalLM Model { get; } = model;
 
     /// <summary>Generates a continuation of each prompt. <paramref name="onStep"/> receives every token as it is chosen.</summary>
     public GenerationResult Generate(IReadOnlyList<IReadOnlyList<long>> prompts, GenerationConfig config,
@@ -70,10 +71,9 @@ public sealed class TextGenerator(PreTrainedModel model, Func<IReadOnlyList<long
         var sequences = prompts.Select(p => p.ToList()).ToArray();
         var finish = new FinishReason?[batch];
         var streams = Enumerable.Range(0, batch).Select(_ => new TextStream(decode)).ToArray();
-        var device = Model.parameters().First().device;
-        var layers = Model.Config.Get("num_hidden_layers", 0, "n_layer");
-        if (layers <= 0)
-            throw new InvalidDataException($"{Model.Config.SourcePath ?? "config.json"}: num_hidden_layers is missing, the cache cannot be sized");
+        var device = Model is nn.Module module ? module.parameters().First().device : CPU;
+        if (promptLength + budget > Model.MaxPositions)
+            throw new ArgumentException($"prompt ({promptLength} tokens) + {budget} new tokens exceed the model's {Model.MaxPositions} positions (max_position_embeddings): generate fewer tokens");
 
         var prefillWatch = Stopwatch.StartNew();
         var decodeWatch = new Stopwatch();
@@ -81,7 +81,7 @@ public sealed class TextGenerator(PreTrainedModel model, Func<IReadOnlyList<long
             return new GenerationResult(sequences, prompts.Select(p => p.Count).ToList(), Enumerable.Repeat(FinishReason.Length, batch).ToList(), TimeSpan.Zero, TimeSpan.Zero);
 
         using var noGrad = no_grad();
-        using var cache = new KeyValueCache(layers, promptLength + budget);
+        using var cache = Model.CreateCache(promptLength + budget);
         using var generator = config.DoSample && config.Seed is { } seed ? new Generator((ulong)seed, device) : null;
         // Every token (left-padded prompt, then generated) and its mask, pre-allocated for the whole run.
         using var tokens = full(batch, promptLength + budget, padId, ScalarType.Int64, device);
@@ -105,7 +105,7 @@ public sealed class TextGenerator(PreTrainedModel model, Func<IReadOnlyList<long
             Tensor scores;
             using (var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = activeMask, PositionIds = positions, Cache = cache }))
             {
-                var logits = output.Logits ?? throw new InvalidOperationException($"{Model.GetName()} returns no logits: load it with a causal LM head");
+                var logits = output.Logits ?? throw new InvalidOperationException("the model returned no logits");
                 scores = logits.select(1, -1).to(ScalarType.Float32);
             }
             scores = LogitsProcessors.Apply(processors, tokens.narrow(1, 0, length), activeMask, scores);

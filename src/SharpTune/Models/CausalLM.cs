@@ -1,6 +1,5 @@
 using SharpTune.Models.Blocks;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -45,7 +44,7 @@ public interface ICausalLM
 public abstract class CausalLMModel : PreTrainedModel, ICausalLM
 {
     private readonly string _headName;
-    private readonly Linear? _head;
+    private readonly nn.Module<Tensor, Tensor>? _head;
 
     /// <param name="name">transformers class name.</param>
     /// <param name="model">The decoder stack, registered under its <see cref="PreTrainedModel.BaseModelPrefix"/>.</param>
@@ -64,8 +63,7 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
         if (!IsTied)
         {
             var embeddings = model.InputEmbeddingWeight;
-            _head = nn.Linear(embeddings.shape[1], embeddings.shape[0], headBias);
-            register_module(headName, _head);
+            register_module(headName, _head = nn.Linear(embeddings.shape[1], embeddings.shape[0], headBias));
         }
     }
 

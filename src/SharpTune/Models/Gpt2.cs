@@ -74,8 +74,8 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
 /// <summary>GPT-2 attention: fused c_attn (q | k | v), c_proj.</summary>
 public sealed class Gpt2Attention : nn.Module
 {
-    private readonly Conv1D _qkv;
-    private readonly Conv1D _projection;
+    private readonly nn.Module<Tensor, Tensor> _qkv;
+    private readonly nn.Module<Tensor, Tensor> _projection;
     private readonly Gpt2Options _options;
     private readonly int _layer;
     private readonly double _queryScale;
@@ -105,8 +105,8 @@ public sealed class Gpt2Attention : nn.Module
 /// <summary>GPT-2 MLP: c_proj(act(c_fc(x))).</summary>
 public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Conv1D _fc;
-    private readonly Conv1D _projection;
+    private readonly nn.Module<Tensor, Tensor> _fc;
+    private readonly nn.Module<Tensor, Tensor> _projection;
     private readonly Func<Tensor, Tensor> _activation;
     private readonly double _dropout;
 
@@ -182,12 +182,18 @@ public sealed class Gpt2Model : DecoderModel
 
     protected override Tensor FinalNorm(Tensor hidden) => _finalNorm.forward(hidden);
 
-    protected override bool IsIgnorableKey(string key) => base.IsIgnorableKey(key) || Gpt2.IsLegacyBuffer(key);
+    // Older GPT-2 checkpoints store the causal mask as attn.bias / attn.masked_bias buffers.
+    protected override bool IsIgnorableKey(string key) =>
+        base.IsIgnorableKey(key) || key.EndsWith(".attn.bias", StringComparison.Ordinal) || key.EndsWith(".attn.masked_bias", StringComparison.Ordinal);
 }
 
 /// <summary>transformers' GPT2LMHeadModel: "transformer" + "lm_head" tied to wte.</summary>
 public sealed class Gpt2LMHeadModel(PretrainedConfig config)
     : CausalLMModel("GPT2LMHeadModel", config, new Gpt2Model(config), tiedByDefault: true);
+
+/// <summary>transformers' GPT2ForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class Gpt2ForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("GPT2ForSequenceClassification", config, new Gpt2Model(config));
 
 public static class Gpt2
 {
@@ -195,9 +201,6 @@ public static class Gpt2
     [
         new("GPT2Model", "gpt2", ModelTask.Base, config => new Gpt2Model(config)),
         new("GPT2LMHeadModel", "gpt2", ModelTask.CausalLM, config => new Gpt2LMHeadModel(config)),
+        new("GPT2ForSequenceClassification", "gpt2", ModelTask.SequenceClassification, config => new Gpt2ForSequenceClassification(config)),
     ];
-
-    // Older GPT-2 checkpoints store the causal mask as attn.bias / attn.masked_bias buffers.
-    internal static bool IsLegacyBuffer(string key) =>
-        key.EndsWith(".attn.bias", StringComparison.Ordinal) || key.EndsWith(".attn.masked_bias", StringComparison.Ordinal);
 }

@@ -172,11 +172,16 @@ public sealed class GptNeoXModel : DecoderModel
 public sealed class GptNeoXForCausalLM(PretrainedConfig config)
     : CausalLMModel("GPTNeoXForCausalLM", config, new GptNeoXModel(config), headName: "embed_out");
 
+/// <summary>transformers' GPTNeoXForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class GptNeoXForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("GPTNeoXForSequenceClassification", config, new GptNeoXModel(config));
+
 public static class GptNeoX
 {
     public static IReadOnlyList<ModelRegistration> Registrations =>
     [
         new("GPTNeoXModel", "gpt_neox", ModelTask.Base, config => new GptNeoXModel(config)),
         new("GPTNeoXForCausalLM", "gpt_neox", ModelTask.CausalLM, config => new GptNeoXForCausalLM(config)),
+        new("GPTNeoXForSequenceClassification", "gpt_neox", ModelTask.SequenceClassification, config => new GptNeoXForSequenceClassification(config)),
     ];
 }

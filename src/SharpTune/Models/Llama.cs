@@ -183,11 +183,16 @@ public class LlamaForCausalLM : CausalLMModel
     }
 }
 
+/// <summary>transformers' LlamaForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class LlamaForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("LlamaForSequenceClassification", config, new LlamaModel(config));
+
 public static class Llama
 {
     public static IReadOnlyList<ModelRegistration> Registrations =>
     [
         new("LlamaModel", "llama", ModelTask.Base, config => new LlamaModel(config)),
         new("LlamaForCausalLM", "llama", ModelTask.CausalLM, config => new LlamaForCausalLM(config)),
+        new("LlamaForSequenceClassification", "llama", ModelTask.SequenceClassification, config => new LlamaForSequenceClassification(config)),
     ];
 }

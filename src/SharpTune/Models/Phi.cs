@@ -172,11 +172,16 @@ public sealed class PhiModel : DecoderModel
 public sealed class PhiForCausalLM(PretrainedConfig config)
     : CausalLMModel(nameof(PhiForCausalLM), config, new PhiModel(config), headBias: true);
 
+/// <summary>transformers' PhiForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class PhiForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("PhiForSequenceClassification", config, new PhiModel(config));
+
 public static class Phi
 {
     public static IReadOnlyList<ModelRegistration> Registrations =>
     [
         new("PhiModel", "phi", ModelTask.Base, config => new PhiModel(config)),
         new("PhiForCausalLM", "phi", ModelTask.CausalLM, config => new PhiForCausalLM(config)),
+        new("PhiForSequenceClassification", "phi", ModelTask.SequenceClassification, config => new PhiForSequenceClassification(config)),
     ];
 }
