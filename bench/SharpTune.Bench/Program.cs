@@ -6,6 +6,10 @@ using SharpTune.Engine;
 IBenchmark[] all =
 [
     new MatmulBenchmark(),
+    new TfidfBenchmark(),
+    new Stories260KBenchmark(),
+    new EncoderForwardBenchmark(),
+    new GenerationBenchmark(),
 ];
 
 var names = new List<string>();

@@ -1,6 +1,5 @@
 using SharpTune.Models.Blocks;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -44,30 +43,27 @@ public interface ICausalLM
 /// </summary>
 public abstract class CausalLMModel : PreTrainedModel, ICausalLM
 {
-    private readonly string _prefix;
     private readonly string _headName;
-    private readonly Linear? _head;
+    private readonly nn.Module<Tensor, Tensor>? _head;
 
     /// <param name="name">transformers class name.</param>
-    /// <param name="model">The decoder stack, registered under <paramref name="prefix"/> ("model", "transformer", "gpt_neox").</param>
+    /// <param name="model">The decoder stack, registered under its <see cref="PreTrainedModel.BaseModelPrefix"/>.</param>
     /// <param name="headName">The LM head's module name ("lm_head", "embed_out").</param>
     /// <param name="headBias">Whether the head has a bias (Phi).</param>
     /// <param name="tiedByDefault">tie_word_embeddings when config.json omits it (transformers' default for the architecture).</param>
-    protected CausalLMModel(string name, PretrainedConfig config, DecoderModel model, string prefix,
+    protected CausalLMModel(string name, PretrainedConfig config, DecoderModel model,
         string headName = "lm_head", bool headBias = false, bool tiedByDefault = false) : base(name, config)
     {
         Model = model;
-        _prefix = prefix;
         _headName = headName;
-        register_module(prefix, model);
+        register_module(model.BaseModelPrefix, model);
         IsTied = config.Get("tie_word_embeddings", tiedByDefault);
         if (IsTied && headBias)
             throw new NotSupportedException($"{config.SourcePath ?? PretrainedConfig.FileName}: a tied LM head with a bias is not supported");
         if (!IsTied)
         {
             var embeddings = model.InputEmbeddingWeight;
-            _head = nn.Linear(embeddings.shape[1], embeddings.shape[0], headBias);
-            register_module(headName, _head);
+            register_module(headName, _head = nn.Linear(embeddings.shape[1], embeddings.shape[0], headBias));
         }
     }
 
@@ -77,7 +73,7 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
     /// <summary>True when the LM head reuses the input embedding matrix.</summary>
     public bool IsTied { get; }
 
-    public override string BaseModelPrefix => _prefix;
+    public override string BaseModelPrefix => Model.BaseModelPrefix;
 
     public override IReadOnlyCollection<string> TiedParameterNames => IsTied ? [_headName + ".weight"] : [];
 
@@ -113,5 +109,5 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
         return F.cross_entropy(predictions, targets, ignore_index: -100).MoveToOuterDisposeScope();
     }
 
-    protected override bool IsIgnorableKey(string key) => base.IsIgnorableKey(key) || Model.IsIgnorable(key.StartsWith(_prefix + ".", StringComparison.Ordinal) ? key[(_prefix.Length + 1)..] : key);
+    protected override bool IsIgnorableKey(string key) => base.IsIgnorableKey(key) || Model.IsIgnorable(key);
 }

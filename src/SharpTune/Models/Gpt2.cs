@@ -53,22 +53,20 @@ public sealed record Gpt2Options
 /// </summary>
 public sealed class Conv1D : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
-    private readonly Parameter _bias;
-
     public Conv1D(long inFeatures, long outFeatures) : base(nameof(Conv1D))
     {
-        register_parameter("weight", _weight = new Parameter(empty(inFeatures, outFeatures).normal_(0, 0.02)));
-        register_parameter("bias", _bias = new Parameter(zeros(outFeatures)));
+        register_parameter("weight", weight = new Parameter(empty(inFeatures, outFeatures).normal_(0, 0.02)));
+        register_parameter("bias", bias = new Parameter(zeros(outFeatures)));
     }
 
-    public Parameter weight => _weight;
-    public Parameter bias => _bias;
+    // Named like the parameters, with setters: Module.to(dtype/device) re-assigns converted parameters by name.
+    public Parameter weight { get; private set; }
+    public Parameter bias { get; private set; }
 
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var output = addmm(_bias, input.reshape(-1, input.shape[^1]), _weight, 1, 1);
+        var output = addmm(bias, input.reshape(-1, input.shape[^1]), weight, 1, 1);
         return output.view([.. input.shape[..^1], output.shape[^1]]).MoveToOuterDisposeScope();
     }
 }
@@ -76,8 +74,8 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
 /// <summary>GPT-2 attention: fused c_attn (q | k | v), c_proj.</summary>
 public sealed class Gpt2Attention : nn.Module
 {
-    private readonly Conv1D _qkv;
-    private readonly Conv1D _projection;
+    private readonly nn.Module<Tensor, Tensor> _qkv;
+    private readonly nn.Module<Tensor, Tensor> _projection;
     private readonly Gpt2Options _options;
     private readonly int _layer;
     private readonly double _queryScale;
@@ -107,8 +105,8 @@ public sealed class Gpt2Attention : nn.Module
 /// <summary>GPT-2 MLP: c_proj(act(c_fc(x))).</summary>
 public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Conv1D _fc;
-    private readonly Conv1D _projection;
+    private readonly nn.Module<Tensor, Tensor> _fc;
+    private readonly nn.Module<Tensor, Tensor> _projection;
     private readonly Func<Tensor, Tensor> _activation;
     private readonly double _dropout;
 
@@ -159,7 +157,7 @@ public sealed class Gpt2Model : DecoderModel
     private readonly ModuleList<Gpt2Block> _blocks;
     private readonly LayerNorm _finalNorm;
 
-    public Gpt2Model(PretrainedConfig config) : base("GPT2Model", config)
+    public Gpt2Model(PretrainedConfig config) : base("GPT2Model", config, "transformer")
     {
         Options = Gpt2Options.FromConfig(config);
         register_module("wte", _tokenEmbeddings = nn.Embedding(Options.VocabSize, Options.HiddenSize));
@@ -184,12 +182,18 @@ public sealed class Gpt2Model : DecoderModel
 
     protected override Tensor FinalNorm(Tensor hidden) => _finalNorm.forward(hidden);
 
-    protected override bool IsIgnorableKey(string key) => base.IsIgnorableKey(key) || Gpt2.IsLegacyBuffer(key);
+    // Older GPT-2 checkpoints store the causal mask as attn.bias / attn.masked_bias buffers.
+    protected override bool IsIgnorableKey(string key) =>
+        base.IsIgnorableKey(key) || key.EndsWith(".attn.bias", StringComparison.Ordinal) || key.EndsWith(".attn.masked_bias", StringComparison.Ordinal);
 }
 
 /// <summary>transformers' GPT2LMHeadModel: "transformer" + "lm_head" tied to wte.</summary>
 public sealed class Gpt2LMHeadModel(PretrainedConfig config)
-    : CausalLMModel("GPT2LMHeadModel", config, new Gpt2Model(config), "transformer", tiedByDefault: true);
+    : CausalLMModel("GPT2LMHeadModel", config, new Gpt2Model(config), tiedByDefault: true);
+
+/// <summary>transformers' GPT2ForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class Gpt2ForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("GPT2ForSequenceClassification", config, new Gpt2Model(config));
 
 public static class Gpt2
 {
@@ -197,9 +201,6 @@ public static class Gpt2
     [
         new("GPT2Model", "gpt2", ModelTask.Base, config => new Gpt2Model(config)),
         new("GPT2LMHeadModel", "gpt2", ModelTask.CausalLM, config => new Gpt2LMHeadModel(config)),
+        new("GPT2ForSequenceClassification", "gpt2", ModelTask.SequenceClassification, config => new Gpt2ForSequenceClassification(config)),
     ];
-
-    // Older GPT-2 checkpoints store the causal mask as attn.bias / attn.masked_bias buffers.
-    internal static bool IsLegacyBuffer(string key) =>
-        key.EndsWith(".attn.bias", StringComparison.Ordinal) || key.EndsWith(".attn.masked_bias", StringComparison.Ordinal);
 }

@@ -142,7 +142,7 @@ public sealed class GptNeoXModel : DecoderModel
     private readonly ModuleList<GptNeoXLayer> _layers;
     private readonly LayerNorm _finalNorm;
 
-    public GptNeoXModel(PretrainedConfig config) : base("GPTNeoXModel", config)
+    public GptNeoXModel(PretrainedConfig config) : base("GPTNeoXModel", config, "gpt_neox")
     {
         Options = GptNeoXOptions.FromConfig(config);
         register_module("embed_in", _embedIn = nn.Embedding(Options.VocabSize, Options.HiddenSize));
@@ -170,7 +170,11 @@ public sealed class GptNeoXModel : DecoderModel
 
 /// <summary>transformers' GPTNeoXForCausalLM: "gpt_neox" + the untied "embed_out" head.</summary>
 public sealed class GptNeoXForCausalLM(PretrainedConfig config)
-    : CausalLMModel("GPTNeoXForCausalLM", config, new GptNeoXModel(config), "gpt_neox", headName: "embed_out");
+    : CausalLMModel("GPTNeoXForCausalLM", config, new GptNeoXModel(config), headName: "embed_out");
+
+/// <summary>transformers' GPTNeoXForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class GptNeoXForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("GPTNeoXForSequenceClassification", config, new GptNeoXModel(config));
 
 public static class GptNeoX
 {
@@ -178,5 +182,6 @@ public static class GptNeoX
     [
         new("GPTNeoXModel", "gpt_neox", ModelTask.Base, config => new GptNeoXModel(config)),
         new("GPTNeoXForCausalLM", "gpt_neox", ModelTask.CausalLM, config => new GptNeoXForCausalLM(config)),
+        new("GPTNeoXForSequenceClassification", "gpt_neox", ModelTask.SequenceClassification, config => new GptNeoXForSequenceClassification(config)),
     ];
 }

@@ -148,7 +148,7 @@ public class LlamaModel : DecoderModel
     }
 
     /// <summary>A Llama stack with explicit options; <paramref name="name"/> is the transformers class it stands for.</summary>
-    public LlamaModel(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaModel)) : base(name, config)
+    public LlamaModel(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaModel)) : base(name, config, "model")
     {
         Options = options;
         register_module("embed_tokens", _embedTokens = nn.Embedding(options.VocabSize, options.HiddenSize));
@@ -178,10 +178,14 @@ public class LlamaForCausalLM : CausalLMModel
 
     /// <summary>A Llama causal LM with explicit options; the names are the transformers classes it stands for.</summary>
     public LlamaForCausalLM(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaForCausalLM), string modelName = nameof(LlamaModel))
-        : base(name, config, new LlamaModel(config, options, modelName), "model")
+        : base(name, config, new LlamaModel(config, options, modelName))
     {
     }
 }
+
+/// <summary>transformers' LlamaForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class LlamaForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("LlamaForSequenceClassification", config, new LlamaModel(config));
 
 public static class Llama
 {
@@ -189,5 +193,6 @@ public static class Llama
     [
         new("LlamaModel", "llama", ModelTask.Base, config => new LlamaModel(config)),
         new("LlamaForCausalLM", "llama", ModelTask.CausalLM, config => new LlamaForCausalLM(config)),
+        new("LlamaForSequenceClassification", "llama", ModelTask.SequenceClassification, config => new LlamaForSequenceClassification(config)),
     ];
 }

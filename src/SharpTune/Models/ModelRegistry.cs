@@ -12,5 +12,7 @@ internal static class ModelRegistry
         .. Phi.Registrations,
         .. Gpt2.Registrations,
         .. GptNeoX.Registrations,
+        .. DistilBert.Registrations,
+        .. DebertaV2.Registrations,
     ];
 }

@@ -146,7 +146,7 @@ public sealed class PhiModel : DecoderModel
     private readonly ModuleList<PhiDecoderLayer> _layers;
     private readonly LayerNorm _finalNorm;
 
-    public PhiModel(PretrainedConfig config) : base(nameof(PhiModel), config)
+    public PhiModel(PretrainedConfig config) : base(nameof(PhiModel), config, "model")
     {
         Options = PhiOptions.FromConfig(config);
         register_module("embed_tokens", _embedTokens = nn.Embedding(Options.VocabSize, Options.HiddenSize));
@@ -170,7 +170,11 @@ public sealed class PhiModel : DecoderModel
 
 /// <summary>transformers' PhiForCausalLM: "model" + "lm_head" with a bias (untied).</summary>
 public sealed class PhiForCausalLM(PretrainedConfig config)
-    : CausalLMModel(nameof(PhiForCausalLM), config, new PhiModel(config), "model", headBias: true);
+    : CausalLMModel(nameof(PhiForCausalLM), config, new PhiModel(config), headBias: true);
+
+/// <summary>transformers' PhiForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class PhiForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("PhiForSequenceClassification", config, new PhiModel(config));
 
 public static class Phi
 {
@@ -178,5 +182,6 @@ public static class Phi
     [
         new("PhiModel", "phi", ModelTask.Base, config => new PhiModel(config)),
         new("PhiForCausalLM", "phi", ModelTask.CausalLM, config => new PhiForCausalLM(config)),
+        new("PhiForSequenceClassification", "phi", ModelTask.SequenceClassification, config => new PhiForSequenceClassification(config)),
     ];
 }

@@ -17,8 +17,13 @@ public static class Qwen2
     [
         new("Qwen2Model", "qwen2", ModelTask.Base, config => new Qwen2Model(config)),
         new("Qwen2ForCausalLM", "qwen2", ModelTask.CausalLM, config => new Qwen2ForCausalLM(config)),
+        new("Qwen2ForSequenceClassification", "qwen2", ModelTask.SequenceClassification, config => new Qwen2ForSequenceClassification(config)),
     ];
 }
+
+/// <summary>transformers' Qwen2ForSequenceClassification: the score head at the last non-padding token.</summary>
+public sealed class Qwen2ForSequenceClassification(PretrainedConfig config)
+    : DecoderForSequenceClassification("Qwen2ForSequenceClassification", config, new Qwen2Model(config));
 
 /// <summary>transformers' Qwen2Model.</summary>
 public sealed class Qwen2Model(PretrainedConfig config) : LlamaModel(config, Qwen2.Options(config), nameof(Qwen2Model));

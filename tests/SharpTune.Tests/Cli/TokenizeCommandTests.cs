@@ -78,3 +78,34 @@ public class TokenizeCommandTests
         Assert.False(File.Exists(output));
     }
 }
+
+public class TokenizerTrainCommandTests
+{
+    [Fact]
+    public void TrainByteLevelBpeGivesHuggingFacesMergesAndALoadableTokenizer()
+    {
+        var directory = RepoPaths.NewTempDirectory();
+        var output = Path.Combine(directory, "tokenizer.json");
+        var result = CliRunner.Run("tokenizer", "train", "--type", "bytelevel-bpe", "--vocab-size", "2000",
+            "--input", RepoPaths.Fixture("tokenizers", "train_corpus.txt"), "--output", output);
+
+        Assert.True(result.ExitCode == 0, result.All);
+        var trained = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(output))!["model"]!;
+        var reference = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(RepoPaths.Fixture("tokenizers", "bytelevel-bpe.tokenizer.json")))!["model"]!;
+        Assert.Equal(reference["merges"]!.ToJsonString(), trained["merges"]!.ToJsonString());
+        Assert.Equal(2000, trained["vocab"]!.AsObject().Count);
+
+        var tokenizer = SharpTune.Tokenizers.AutoTokenizer.FromPretrained(output);
+        const string text = "Transformers support zero-shot learning.";
+        Assert.Equal(text, tokenizer.Decode(tokenizer.Encode(text).Ids));
+    }
+
+    [Fact]
+    public void TrainRejectsAnUnknownType()
+    {
+        var result = CliRunner.Run("tokenizer", "train", "--type", "sentencepiece", "--vocab-size", "100",
+            "--input", RepoPaths.Fixture("tokenizers", "train_corpus.txt"), "--output", Path.Combine(RepoPaths.NewTempDirectory(), "t.json"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("sentencepiece", result.StdErr);
+    }
+}

@@ -24,6 +24,26 @@ internal static class DecoderTestSupport
         return file.Names.ToDictionary(n => n, n => file.Load(n));
     }
 
+    /// <summary>Greedy decoding with the KV cache: the prompt in one pass, then one token per pass, until
+    /// <paramref name="maxLength"/> tokens or an EOS.</summary>
+    public static List<long> GreedyWithCache(ICausalLM model, long[] prompt, int maxLength)
+    {
+        using var scope = NewDisposeScope();
+        var tokens = prompt.ToList();
+        using var cache = model.CreateCache(maxLength);
+        var input = tensor(prompt).reshape(1, -1);
+        while (tokens.Count < maxLength)
+        {
+            using var output = model.Forward(new ModelInputs(input) { Cache = cache });
+            var next = output.Logits![0, -1].argmax().item<long>();
+            tokens.Add(next);
+            if (model.EosTokenIds.Contains(next))
+                break;
+            input = tensor(new[] { next }).reshape(1, 1);
+        }
+        return tokens;
+    }
+
     public static double MaxAbsError(Tensor actual, Tensor expected)
     {
         Assert.Equal(expected.shape, actual.shape);

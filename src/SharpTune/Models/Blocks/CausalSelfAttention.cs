@@ -19,15 +19,27 @@ public static class CausalSelfAttention
         using var scope = NewDisposeScope();
         if (context.Cache is { } cache)
             (keys, values) = cache.Append(layer, keys, values);
-        var groups = queries.shape[1] / keys.shape[1];
-        if (groups > 1)
+        var (batch, heads, length, dims) = (queries.shape[0], queries.shape[1], queries.shape[2], queries.shape[3]);
+        var groups = heads / keys.shape[1];
+        Tensor attended;
+        if (groups > 1 && length == 1)
         {
-            // Query head h reads key/value head h / groups, like transformers' repeat_kv.
-            keys = keys.repeat_interleave(groups, dim: 1);
-            values = values.repeat_interleave(groups, dim: 1);
+            // One-token decoding step: the `groups` query heads sharing a key/value head become `groups` query
+            // positions of that head, so the cached keys/values are read in place instead of copied per query head.
+            // (The mask, [B, 1, 1, past + 1] or none, is the same for all of them.)
+            var grouped = queries.reshape(batch, heads / groups, groups, dims);
+            attended = F.scaled_dot_product_attention(grouped, keys, values, context.Mask, dropout, false).view(batch, heads, 1, dims);
         }
-        var attended = F.scaled_dot_product_attention(queries, keys, values, context.Mask, dropout, context.IsCausal);
-        var (batch, heads, length, dims) = (attended.shape[0], attended.shape[1], attended.shape[2], attended.shape[3]);
+        else
+        {
+            if (groups > 1)
+            {
+                // Query head h reads key/value head h / groups, like transformers' repeat_kv.
+                keys = keys.repeat_interleave(groups, dim: 1);
+                values = values.repeat_interleave(groups, dim: 1);
+            }
+            attended = F.scaled_dot_product_attention(queries, keys, values, context.Mask, dropout, context.IsCausal);
+        }
         return attended.transpose(1, 2).reshape(batch, length, heads * dims).MoveToOuterDisposeScope();
     }
 }

@@ -10,9 +10,12 @@ namespace SharpTune.Models.Blocks;
 /// </summary>
 public abstract class DecoderModel : PreTrainedModel
 {
-    protected DecoderModel(string name, PretrainedConfig config) : base(name, config)
-    {
-    }
+    /// <param name="name">transformers class name.</param>
+    /// <param name="baseModelPrefix">Where causal-LM checkpoints keep this stack ("model", "transformer", "gpt_neox").</param>
+    protected DecoderModel(string name, PretrainedConfig config, string baseModelPrefix) : base(name, config) =>
+        BaseModelPrefix = baseModelPrefix;
+
+    public override string BaseModelPrefix { get; }
 
     public abstract int NumLayers { get; }
 

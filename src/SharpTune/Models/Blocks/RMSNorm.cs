@@ -7,16 +7,16 @@ namespace SharpTune.Models.Blocks;
 /// <summary>Root-mean-square layer norm (Llama, Qwen2): normalises in float32, scales by <c>weight</c> in the input dtype.</summary>
 public sealed class RMSNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
     private readonly double _eps;
 
     public RMSNorm(long size, double eps) : base(nameof(RMSNorm))
     {
         _eps = eps;
-        register_parameter("weight", _weight = new Parameter(ones(size)));
+        register_parameter("weight", weight = new Parameter(ones(size)));
     }
 
-    public Parameter weight => _weight;
+    // Named like the parameter, with a setter: Module.to(dtype/device) re-assigns converted parameters by name.
+    public Parameter weight { get; private set; }
 
     public override Tensor forward(Tensor input)
     {
@@ -25,6 +25,6 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
         var x = input.to(ScalarType.Float32);
         var variance = x.pow(2).mean([-1], keepdim: true);
         var normalized = (x * (variance + _eps).rsqrt()).to(input.dtype);
-        return (_weight * normalized).MoveToOuterDisposeScope();
+        return (weight * normalized).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,248 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using CsvHelper;
+using Parquet;
+using Parquet.Schema;
+
+namespace SharpTune.Data;
+
+/// <summary>File formats <see cref="DatasetLoader"/> reads.</summary>
+public enum DatasetFormat
+{
+    /// <summary>From the extension: .csv, .tsv/.tab, .jsonl/.ndjson, .parquet; other text files are sniffed.</summary>
+    Auto,
+    Csv,
+    Tsv,
+    JsonLines,
+    Parquet,
+}
+
+/// <summary>How to read a data file.</summary>
+public sealed record DatasetLoadOptions
+{
+    public DatasetFormat Format { get; init; } = DatasetFormat.Auto;
+    /// <summary>Whether the first row of a CSV/TSV names the columns; null detects it (see <see cref="DatasetLoader"/>).</summary>
+    public bool? HasHeader { get; init; }
+    /// <summary>Column names the caller will ask for; a first row holding them all is a header.</summary>
+    public IReadOnlyList<string> ExpectedColumns { get; init; } = [];
+    /// <summary>Skip malformed rows (reported in <see cref="LoadedDataset.BadRows"/>) instead of stopping.</summary>
+    public bool SkipBadRows { get; init; }
+}
+
+/// <summary>A row that could not be used, with the reason.</summary>
+public sealed record BadRow(RowOrigin Origin, string Reason)
+{
+    public override string ToString() => $"{Origin}: {Reason}";
+}
+
+/// <summary>Thrown when rows are malformed and the user did not ask to skip them; lists the first few.</summary>
+public sealed class BadRowsException(IReadOnlyList<BadRow> rows, string hint)
+    : Exception(Describe(rows, hint))
+{
+    public IReadOnlyList<BadRow> Rows { get; } = rows;
+
+    private static string Describe(IReadOnlyList<BadRow> rows, string hint) =>
+        $"{rows.Count} bad row(s): {string.Join("; ", rows.Take(5))}{(rows.Count > 5 ? "; ..." : "")}. {hint}";
+}
+
+/// <summary>A dataset and the rows skipped while reading it.</summary>
+public sealed record LoadedDataset(Dataset Dataset, IReadOnlyList<BadRow> BadRows);
+
+/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (Parquet.Net) into
+/// a <see cref="Dataset"/> of strings. UTF-8 with or without BOM. Without an explicit choice a CSV/TSV's first row is
+/// a header when it holds all expected column names, or else unless it looks like data (a numeric, empty or long
+/// field, or repeated values).</summary>
+public static class DatasetLoader
+{
+    public static Dataset Load(string path, DatasetLoadOptions? options = null) => LoadWithReport(path, options).Dataset;
+
+    public static LoadedDataset LoadWithReport(string path, DatasetLoadOptions? options = null)
+    {
+        options ??= new DatasetLoadOptions();
+        if (!File.Exists(path))
+            throw new FileNotFoundException("data file not found", path);
+        var format = options.Format == DatasetFormat.Auto ? DetectFormat(path) : options.Format;
+        return format switch
+        {
+            DatasetFormat.Csv => ReadDelimited(path, ',', options),
+            DatasetFormat.Tsv => ReadDelimited(path, '\t', options),
+            DatasetFormat.JsonLines => ReadJsonLines(path, options),
+            DatasetFormat.Parquet => ReadParquet(path),
+            _ => throw new ArgumentException($"unsupported format {format} for {path}"),
+        };
+    }
+
+    public static DatasetFormat DetectFormat(string path)
+    {
+        switch (Path.GetExtension(path).ToLowerInvariant())
+        {
+            case ".csv": return DatasetFormat.Csv;
+            case ".tsv" or ".tab": return DatasetFormat.Tsv;
+            case ".jsonl" or ".ndjson": return DatasetFormat.JsonLines;
+            case ".parquet" or ".pq": return DatasetFormat.Parquet;
+        }
+        using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        var first = reader.ReadLine() ?? "";
+        if (first.TrimStart().StartsWith('{'))
+            return DatasetFormat.JsonLines;
+        return first.Count(c => c == '\t') >= first.Count(c => c == ',') && first.Contains('\t') ? DatasetFormat.Tsv : DatasetFormat.Csv;
+    }
+
+    private static LoadedDataset ReadDelimited(string path, char delimiter, DatasetLoadOptions options)
+    {
+        var records = new List<(string[] Fields, long Line)>();
+        var csv = new CsvReaderOptions
+        {
+            Separator = delimiter,
+            HasHeader = false,
+            TrackLineNumbers = true,
+            // Quotes inside an unquoted field, or text after a closing quote, are kept as written (as pandas does).
+            MalformedData = CsvMalformedDataHandling.Recover,
+            FieldCountMismatch = CsvFieldCountHandling.Allow,
+            SkipEmptyLines = true,
+            // TSV fields cannot hold line breaks (IANA text/tab-separated-values); refusing them there keeps one
+            // unbalanced quote in a message (SMS Spam has three) from swallowing the lines after it.
+            AllowLineBreaksInQuotes = delimiter != '\t',
+        };
+        using (var reader = CsvReader.FromFile(path, csv))
+            while (reader.Read())
+                records.Add((reader.Current.ToArray(), reader.LineNumber));
+        if (records.Count == 0)
+            throw new InvalidDataException($"{path} holds no rows");
+
+        var hasHeader = options.HasHeader ?? LooksLikeHeader(records, options.ExpectedColumns);
+        var names = hasHeader
+            ? records[0].Fields.Select((n, i) => string.IsNullOrWhiteSpace(n) ? $"column{i}" : n.Trim()).ToArray()
+            : Enumerable.Range(0, records[0].Fields.Length).Select(i => $"column{i}").ToArray();
+        if (names.Distinct(StringComparer.Ordinal).Count() != names.Length)
+            throw new InvalidDataException($"{path}:{records[0].Line}: duplicate column names in the header ({string.Join(", ", names)})");
+
+        var bad = new List<BadRow>();
+        var rows = new List<(string[] Fields, long Line)>();
+        foreach (var record in records.Skip(hasHeader ? 1 : 0))
+        {
+            if (record.Fields.Length != names.Length)
+            {
+                bad.Add(new BadRow(new RowOrigin(path, record.Line), $"{record.Fields.Length} fields, expected {names.Length}"));
+                continue;
+            }
+            rows.Add(record);
+        }
+        if (bad.Count > 0 && !options.SkipBadRows)
+            throw new BadRowsException(bad, "Fix the file, or skip bad rows (--skip-bad-rows).");
+        var columns = names.Select((_, c) => rows.Select(r => (string?)r.Fields[c]).ToArray()).ToList();
+        return new LoadedDataset(new Dataset(names, columns, rows.Select(r => new RowOrigin(path, r.Line)).ToList()), bad);
+    }
+
+    private static bool LooksLikeHeader(List<(string[] Fields, long Line)> records, IReadOnlyList<string> expected)
+    {
+        var first = records[0].Fields.Select(f => f.Trim()).ToArray();
+        if (expected.Count > 0 && expected.All(e => first.Contains(e, StringComparer.Ordinal)))
+            return true;
+        // Like pandas, a header unless the first row looks like data: a number, an empty or long field, or repeated names.
+        return !first.Any(f => f.Length == 0 || f.Length > 64 || IsNumber(f)) && first.Distinct().Count() == first.Length;
+    }
+
+    private static bool IsNumber(string text) => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
+
+    private static LoadedDataset ReadJsonLines(string path, DatasetLoadOptions options)
+    {
+        var names = new List<string>();
+        var rows = new List<(Dictionary<string, string?> Values, long Line)>();
+        var bad = new List<BadRow>();
+        long lineNumber = 0;
+        foreach (var line in File.ReadLines(path, Encoding.UTF8))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line))
+                continue;
+            try
+            {
+                using var document = JsonDocument.Parse(line);
+                if (document.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new JsonException("a JSON Lines row must be an object");
+                var values = new Dictionary<string, string?>(StringComparer.Ordinal);
+                foreach (var property in document.RootElement.EnumerateObject())
+                {
+                    if (!values.ContainsKey(property.Name) && !names.Contains(property.Name))
+                        names.Add(property.Name);
+                    values[property.Name] = property.Value.ValueKind switch
+                    {
+                        JsonValueKind.String => property.Value.GetString(),
+                        JsonValueKind.Null => null,
+                        JsonValueKind.True => "true",
+                        JsonValueKind.False => "false",
+                        _ => property.Value.GetRawText(),
+                    };
+                }
+                rows.Add((values, lineNumber));
+            }
+            catch (JsonException exception)
+            {
+                bad.Add(new BadRow(new RowOrigin(path, lineNumber), $"invalid JSON ({exception.Message.Split('.')[0]})"));
+            }
+        }
+        if (bad.Count > 0 && !options.SkipBadRows)
+            throw new BadRowsException(bad, "Fix the file, or skip bad rows (--skip-bad-rows).");
+        if (rows.Count == 0)
+            throw new InvalidDataException($"{path} holds no rows");
+        var columns = names.Select(n => rows.Select(r => r.Values.GetValueOrDefault(n)).ToArray()).ToList();
+        return new LoadedDataset(new Dataset(names, columns, rows.Select(r => new RowOrigin(path, r.Line)).ToList()), bad);
+    }
+
+    private static LoadedDataset ReadParquet(string path) => ReadParquetAsync(path).GetAwaiter().GetResult();
+
+    private static async Task<LoadedDataset> ReadParquetAsync(string path)
+    {
+        await using var reader = await ParquetReader.CreateAsync(path);
+        var fields = reader.Schema.GetDataFields();
+        var columns = fields.Select(_ => new List<string?>()).ToArray();
+        for (var group = 0; group < reader.RowGroupCount; group++)
+        {
+            using var rowGroup = reader.OpenRowGroupReader(group);
+            for (var f = 0; f < fields.Length; f++)
+                columns[f].AddRange(await ReadParquetColumn(rowGroup, fields[f], (int)rowGroup.RowCount, path));
+        }
+        var rows = columns.Length == 0 ? 0 : columns[0].Count;
+        // Parquet has no lines; the origin names the row (1-based) instead.
+        var origins = Enumerable.Range(1, rows).Select(i => new RowOrigin($"{path} row", i)).ToList();
+        return new LoadedDataset(new Dataset(fields.Select(f => f.Name).ToList(), columns.Select(c => c.ToArray()).ToList(), origins), []);
+    }
+
+    private static async Task<IEnumerable<string?>> ReadParquetColumn(ParquetRowGroupReader rowGroup, DataField field, int rows, string path)
+    {
+        if (field.IsArray)
+            throw new InvalidDataException($"{path}: column '{field.Name}' is a list; only flat columns can be read");
+        var type = Nullable.GetUnderlyingType(field.ClrType) ?? field.ClrType;
+        // Parquet.Net 6 describes UTF-8 columns as ReadOnlyMemory<char>; they read as strings.
+        if (type == typeof(string) || type == typeof(ReadOnlyMemory<char>))
+        {
+            var values = new string?[rows];
+            await rowGroup.ReadAsync(field, values.AsMemory());
+            return values;
+        }
+        return type switch
+        {
+            _ when type == typeof(int) => await Read<int>(),
+            _ when type == typeof(long) => await Read<long>(),
+            _ when type == typeof(short) => await Read<short>(),
+            _ when type == typeof(byte) => await Read<byte>(),
+            _ when type == typeof(sbyte) => await Read<sbyte>(),
+            _ when type == typeof(float) => await Read<float>(),
+            _ when type == typeof(double) => await Read<double>(),
+            _ when type == typeof(bool) => await Read<bool>(),
+            _ when type == typeof(decimal) => await Read<decimal>(),
+            _ => throw new InvalidDataException($"{path}: column '{field.Name}' has type {type.Name}, which is not read as text"),
+        };
+
+        async Task<IEnumerable<string?>> Read<T>() where T : struct
+        {
+            var values = new T?[rows];
+            await rowGroup.ReadAsync(field, values.AsMemory());
+            return values.Select(v => v is { } value
+                ? value is bool flag ? (flag ? "true" : "false") : Convert.ToString(value, CultureInfo.InvariantCulture)
+                : null);
+        }
+    }
+}
