@@ -209,8 +209,8 @@ public sealed class PeftModel
     /// <summary>Trainable and total parameter counts (quantized weights counted as their full element count).</summary>
     public (long Trainable, long Total) ParameterCounts()
     {
-        var parameters = BaseModel.parameters().ToList();
-        var quantized = BaseModel.modules().OfType<QuantizedLinear>().Sum(q => q.InFeatures * q.OutFeatures);
+        var parameters = BaseModel.named_parameters().Select(p => p.parameter).ToList();
+        var quantized = ModuleTree.UniqueModules(BaseModel).Select(m => m.Module).OfType<QuantizedLinear>().Sum(q => q.InFeatures * q.OutFeatures);
         return (parameters.Where(p => p.requires_grad).Sum(p => p.numel()), parameters.Sum(p => p.numel()) + quantized);
     }
 
@@ -223,7 +223,7 @@ public sealed class PeftModel
     }
 
     /// <summary>The parameters an optimizer should update.</summary>
-    public IReadOnlyList<Parameter> TrainableParameters() => BaseModel.parameters().Where(p => p.requires_grad).ToList();
+    public IReadOnlyList<Parameter> TrainableParameters() => BaseModel.named_parameters().Select(p => p.parameter).Where(p => p.requires_grad).ToList();
 
     private LoraLinear Wrap(string path, nn.Module<Tensor, Tensor> module)
     {

@@ -13,8 +13,8 @@ public static class Blockwise
     private static readonly ConcurrentDictionary<(string, string), Tensor> Tables = new();
 
     /// <summary>A constant table on <paramref name="device"/>, created once (code books are shared by all layers).</summary>
-    internal static Tensor Table(string name, IReadOnlyList<float> values, Device device) =>
-        Tables.GetOrAdd((name, device.ToString()), _ => tensor(values.ToArray(), ScalarType.Float32).to(device).DetachFromDisposeScope());
+    internal static Tensor Table(string name, Func<IReadOnlyList<float>> values, Device device) =>
+        Tables.GetOrAdd((name, device.ToString()), _ => tensor(values().ToArray(), ScalarType.Float32).to(device).DetachFromDisposeScope());
 
     /// <summary>4-bit quantization of <paramref name="weight"/>: packed codes (two per byte, first value in the high
     /// nibble; shape [ceil(n/2), 1] like bitsandbytes' Params4bit) and the float32 absmax of each block.</summary>

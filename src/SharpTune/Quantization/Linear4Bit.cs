@@ -122,14 +122,14 @@ public sealed class Linear4Bit : QuantizedLinear
         var device = weight.device;
         var (packed, absmax) = Blockwise.Quantize4Bit(weight, QuantType, BlockSize);
         SetBuffer(Packed, packed);
-        SetBuffer(QuantMap, Blockwise.Table(QuantCodebooks.Name(QuantType), QuantCodebooks.FourBit(QuantType), device).clone());
+        SetBuffer(QuantMap, Blockwise.Table(QuantCodebooks.Name(QuantType), () => QuantCodebooks.FourBit(QuantType), device).clone());
         if (DoubleQuant)
         {
             // bitsandbytes' compress_statistics: the absmax constants minus their mean, quantized blockwise (256) to the
             // signed dynamic 8-bit map.
             var offset = absmax.mean();
             NestedOffset = offset.item<float>();
-            var nestedMap = Blockwise.Table("dynamic-signed", QuantCodebooks.Dynamic8Bit(signed: true), device);
+            var nestedMap = Blockwise.Table("dynamic-signed", () => QuantCodebooks.Dynamic8Bit(signed: true), device);
             var (codes, nestedAbsmax) = Blockwise.QuantizeBlockwise(absmax - offset, nestedMap, NestedBlockSize);
             SetBuffer(Absmax, codes);
             SetBuffer(NestedAbsmax, nestedAbsmax);

@@ -82,7 +82,7 @@ public static class Quantizer
     /// <summary>Bytes and parameters of the model's quantized layers.</summary>
     public static QuantizationFootprint Footprint(nn.Module model)
     {
-        var layers = model.modules().OfType<QuantizedLinear>().ToList();
+        var layers = ModuleTree.UniqueModules(model).Select(m => m.Module).OfType<QuantizedLinear>().ToList();
         return new QuantizationFootprint(layers.Count, layers.Sum(l => l.InFeatures * l.OutFeatures),
             layers.Sum(l => l.WeightStorageBytes), layers.Sum(l => l.CodeBookBytes));
     }
