@@ -179,10 +179,11 @@ internal sealed class EvaluateStage : PipelineStage
         var loadSeconds = loadWatch.Elapsed.TotalSeconds;
         var perplexity = Perplexity(model, heldOut, context.Device);
 
-        var maxPrompt = Math.Max(1, (model as ICausalLM)?.MaxPositions - settings.MaxNewTokens ?? settings.MaxLength);
+        var causal = model as ICausalLM ?? throw new NotSupportedException($"{folder}: {model.GetName()} is not a causal language model");
+        var maxPrompt = Math.Max(1, causal.MaxPositions - settings.MaxNewTokens);
         List<long> PromptIds(InstructionRecord record) => tokenizer.Encode(record.Prompt, addSpecialTokens: true).TakeLast(maxPrompt).Select(id => (long)id).ToList();
         var generation = GenerationConfig.FromPretrained(folder) with { MaxNewTokens = settings.MaxNewTokens, DoSample = false, StopStrings = [] };
-        var generator = new TextGenerator(model, ids => tokenizer.Decode(ids.Select(id => (int)id)));
+        var generator = new TextGenerator(causal, ids => tokenizer.Decode(ids.Select(id => (int)id)));
         var texts = samples.Select(s => tokenizer.Decode(generator.Generate([PromptIds(s)], generation).Generated(0).Select(id => (int)id)).Trim()).ToList();
 
         // Timing runs generate exactly max_new_tokens (no EOS stop), so every variant does the same work.
