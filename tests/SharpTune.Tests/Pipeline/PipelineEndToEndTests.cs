@@ -131,6 +131,24 @@ public class PipelineEndToEndTests(TinyPipelineRun run) : IClassFixture<TinyPipe
     }
 
     [Fact]
+    public void QLoraTrainsOnTheQuantizedBaseWhenAsked()
+    {
+        Assert.True(run.Result.ExitCode == 0, run.Result.All);
+        var output = RepoPaths.NewTempDirectory("sharptune-pipeline-qlora");
+        CopyDirectory(run.Output, output);
+        var quantized = File.ReadAllBytes(Path.Combine(output, PipelineStages.QuantizedFolder, "model.safetensors"));
+        var result = CliRunner.Run("pipeline", "--output", output, "--stages", "lora,quantize-lora,evaluate", "--qlora");
+        Assert.True(result.ExitCode == 0, result.All);
+        // Only the stages downstream of the changed setting ran.
+        Assert.Contains("lora: settings or inputs changed since it ran", result.StdOut);
+        var state = JsonNode.Parse(File.ReadAllText(Path.Combine(output, PipelineRunner.StateFileName)))!;
+        Assert.True(state["stages"]!["lora"]!["details"]!["qlora"]!.GetValue<bool>());
+        Assert.Equal(quantized, File.ReadAllBytes(Path.Combine(output, PipelineStages.QuantizedFolder, "model.safetensors")));
+        var report = EvaluationReport.Load(Path.Combine(output, "evaluation")).Variants.ToDictionary(v => v.Name);
+        Assert.True(report["lora"].Perplexity < report["base"].Perplexity, $"qlora {report["lora"].Perplexity} vs base {report["base"].Perplexity}");
+    }
+
+    [Fact]
     public void ReRunningSkipsEverythingAndKillingMidStageResumesToTheSameFigures()
     {
         Assert.True(run.Result.ExitCode == 0, run.Result.All);
