@@ -18,6 +18,7 @@ public static class SharpTuneCli
         root.Options.Add(new VersionOption());
         GlobalOptions.AddTo(root);
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(PipelineCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());

@@ -24,9 +24,9 @@ public sealed class RobertaModel(PretrainedConfig config, bool addPoolingLayer =
 /// <summary>dropout → dense → tanh → dropout → out_proj on the first token (<c>classifier.*</c>).</summary>
 internal sealed class RobertaClassificationHead : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly Dropout dropout;
-    private readonly Linear out_proj;
+    private readonly nn.Module<Tensor, Tensor> out_proj;
 
     public RobertaClassificationHead(PretrainedConfig config) : base(nameof(RobertaClassificationHead))
     {
