@@ -87,7 +87,7 @@ public class Stories260KQuantizationTests(ITestOutputHelper log)
             Assert.Equal("nf4", quantization["bnb_4bit_quant_type"]!.GetValue<string>());
             Assert.True(quantization["bnb_4bit_use_double_quant"]!.GetValue<bool>());
             Assert.Equal("bfloat16", quantization["bnb_4bit_compute_dtype"]!.GetValue<string>());
-            using (var checkpoint = IO.Checkpoint.Open(dir))
+            using (var checkpoint = SharpTune.IO.Checkpoint.Open(dir))
             {
                 const string layer = "model.layers.0.self_attn.q_proj.weight";
                 Assert.Equal("U8", checkpoint.Info(layer).DType);
