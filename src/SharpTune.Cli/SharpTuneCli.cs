@@ -26,6 +26,8 @@ public static class SharpTuneCli
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(ClassifyCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         return root;
     }
 

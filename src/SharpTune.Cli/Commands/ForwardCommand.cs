@@ -3,6 +3,7 @@ using SharpTune.Cli.Infrastructure;
 using SharpTune.Engine;
 using SharpTune.IO;
 using SharpTune.Models;
+using SharpTune.Peft;
 using static TorchSharp.torch;
 
 namespace SharpTune.Cli.Commands;
@@ -33,8 +34,6 @@ public static class ForwardCommand
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
-            if (parseResult.GetValue(adapter) is { } adapterDirectory)
-                throw new UsageException($"--adapter {adapterDirectory}: LoRA adapters are not supported yet by 'forward'");
             var modelDirectory = parseResult.GetValue(model)!;
             var inputPath = parseResult.GetValue(input)!;
             var outputPath = parseResult.GetValue(output)!;
@@ -46,6 +45,8 @@ public static class ForwardCommand
             using var network = AutoModel.FromPretrained(modelDirectory, out var report, device: engine.Device, dtype: engine.DType);
             if (report.Missing.Count > 0 || report.Unexpected.Count > 0)
                 Console.WriteLine($"loading {modelDirectory}: {report}");
+            if (parseResult.GetValue(adapter) is { } adapterDirectory)
+                PeftModel.FromPretrained(network, adapterDirectory);
             using var noGrad = no_grad();
             using var result = network.Forward(inputs);
 

@@ -6,6 +6,7 @@ using SharpTune.Cli.Infrastructure;
 using SharpTune.Generation;
 using SharpTune.IO;
 using SharpTune.Models;
+using SharpTune.Peft;
 
 namespace SharpTune.Cli.Commands;
 
@@ -46,8 +47,6 @@ public static class GenerateCommand
         {
             var engine = GlobalOptions.Apply(parseResult);
             var directory = parseResult.GetValue(model)!;
-            if (parseResult.GetValue(adapter) is { } adapterDirectory)
-                throw new UsageException($"--adapter {adapterDirectory}: LoRA adapters are not supported yet by 'generate'");
             var text = parseResult.GetValue(prompt);
             var ids = parseResult.GetValue(promptIds);
             if ((text is null) == (ids is null))
@@ -86,6 +85,8 @@ public static class GenerateCommand
                 : ParseIds(ids!);
 
             using var loaded = AutoModel.FromPretrained(directory, ModelTask.CausalLM, engine.Device, engine.DType);
+            if (parseResult.GetValue(adapter) is { } adapterDirectory)
+                PeftModel.FromPretrained(loaded, adapterDirectory);
             var causal = loaded as ICausalLM ?? throw new UsageException($"{directory}: {loaded.GetType().Name} is not a causal language model");
             var generator = new TextGenerator(causal, tokenizer is null ? null : tokenizer.Decode);
             var result = generator.Generate([promptTokens], config, step =>

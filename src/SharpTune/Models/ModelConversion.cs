@@ -22,6 +22,18 @@ public static class ModelConversion
         using var model = AutoModel.FromPretrained(source, out var report);
         if (report.Missing.Count > 0)
             throw new InvalidDataException($"{source}: the checkpoint lacks weights the model needs ({string.Join(", ", report.Missing.Take(5))}); refusing to save freshly initialised weights as a conversion");
+        Save(model, source, destination, dtype, maxShardBytes, overwrite);
+        return report;
+    }
+
+    /// <summary>Saves <paramref name="model"/> (loaded from <paramref name="source"/> and possibly transformed: converted,
+    /// quantized, merged) to <paramref name="destination"/> with the source's tokenizer and other non-weight files,
+    /// atomically.</summary>
+    public static void Save(PreTrainedModel model, string source, string destination, ScalarType? dtype = null,
+        long maxShardBytes = 5L * 1024 * 1024 * 1024, bool overwrite = false)
+    {
+        if (Path.GetFullPath(source).TrimEnd('/') == Path.GetFullPath(destination).TrimEnd('/'))
+            throw new ArgumentException($"the output directory must differ from the model directory ({source})");
         AtomicDirectory.Write(destination, temporary =>
         {
             model.SavePretrained(temporary, dtype, maxShardBytes);
@@ -33,6 +45,5 @@ public static class ModelConversion
                     File.SetAttributes(copy, FileAttributes.Normal); // a read-only source must not make the copy read-only
                 }
         }, overwrite);
-        return report;
     }
 }

@@ -70,12 +70,13 @@ public sealed class ForwardConvertCliTests : IDisposable
     }
 
     [Fact]
-    public void ForwardWithAnAdapterSaysLoraIsNotSupportedYet()
+    public void ForwardWithADirectoryThatIsNoAdapterNamesTheMissingConfig()
     {
         var result = CliRunner.Run("forward", "--model", EncoderFixture.Directory("bert-seqcls"), "--input", WriteInputs("bert-seqcls"),
             "--output", Path.Combine(_directory, "out.safetensors"), "--adapter", _directory);
         Assert.Equal(2, result.ExitCode);
-        Assert.Contains("LoRA adapters are not supported yet", result.StdErr);
+        Assert.Contains("adapter_config.json", result.StdErr);
+        Assert.False(File.Exists(Path.Combine(_directory, "out.safetensors")));
     }
 
     [Fact]
