@@ -101,6 +101,7 @@ internal sealed class LoraStage : PipelineStage
     private static OptimizerType Optimizer(string name) => name switch
     {
         "adamw" => OptimizerType.AdamW,
-        _ => throw new ArgumentException($"optimizer '{name}' is not available; use adamw"),
+        "adamw8bit" => OptimizerType.AdamW8Bit,
+        _ => throw new ArgumentException($"optimizer '{name}' is not available; use adamw8bit or adamw"),
     };
 }

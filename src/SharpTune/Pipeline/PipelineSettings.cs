@@ -39,8 +39,8 @@ public sealed record PipelineSettings
     public double LearningRate { get; init; } = 5e-5;
     public int WarmupSteps { get; init; } = 10;
     public double MaxGradNorm { get; init; } = 0.3;
-    /// <summary>"adamw" (8-bit AdamW, the seed's optimizer, is not available in SharpTune yet).</summary>
-    public string Optimizer { get; init; } = "adamw";
+    /// <summary>"adamw8bit" (the seed's 8-bit AdamW: blockwise-quantized moments) or "adamw".</summary>
+    public string Optimizer { get; init; } = "adamw8bit";
 
     // Evaluation.
     public int MaxNewTokens { get; init; } = 32;
