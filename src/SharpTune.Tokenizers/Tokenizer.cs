@@ -239,7 +239,7 @@ public sealed class Tokenizer
             if (encoding.Length >= stopAt)
                 return;
             tokens.Clear();
-            Model.Tokenize(w.Text, tokens);
+            Model.Tokenize(w.Span, tokens);
             foreach (var t in tokens)
                 encoding.Add(t.Id, t.Value, sequence, w.OriginalRange(t.Start, t.End), word, sequence, special: false);
             word++;

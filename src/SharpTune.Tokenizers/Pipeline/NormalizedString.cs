@@ -13,22 +13,47 @@ public sealed class NormalizedString
     private int[] _starts;
     private int[] _ends;
     private int _offset;
+    // Slices also share their parent's text (chars _textStart.._textStart + Length of _source): most words are only
+    // read as a span by the model, so their substring is made only when someone asks for Text.
+    private string _source;
+    private int _textStart;
 
     public NormalizedString(string text, int[] starts, int[] ends)
         : this(text, starts, ends, 0)
     {
     }
 
-    private NormalizedString(string text, int[] starts, int[] ends, int offset)
+    private NormalizedString(string source, int textStart, int length, int[] starts, int[] ends, int offset)
     {
-        Text = text;
+        _source = source;
+        _textStart = textStart;
+        Length = length;
         _starts = starts;
         _ends = ends;
         _offset = offset;
     }
 
+    private NormalizedString(string text, int[] starts, int[] ends, int offset)
+        : this(text, 0, text.Length, starts, ends, offset)
+    {
+    }
+
     /// <summary>The current (normalized) text.</summary>
-    public string Text { get; private set; }
+    public string Text
+    {
+        get
+        {
+            if (_textStart != 0 || Length != _source.Length)
+            {
+                _source = _source.Substring(_textStart, Length);
+                _textStart = 0;
+            }
+            return _source;
+        }
+    }
+
+    /// <summary>The current text without materializing a slice's substring.</summary>
+    public ReadOnlySpan<char> Span => _source.AsSpan(_textStart, Length);
 
     /// <summary>Original start offset (UTF-16, in the caller's text) of each char of <see cref="Text"/>.</summary>
     public int[] Starts
@@ -52,14 +77,14 @@ public sealed class NormalizedString
 
     private void Materialize()
     {
-        if (_offset == 0 && _starts.Length == Text.Length)
+        if (_offset == 0 && _starts.Length == Length)
             return;
-        _starts = _starts[_offset..(_offset + Text.Length)];
-        _ends = _ends[_offset..(_offset + Text.Length)];
+        _starts = _starts[_offset..(_offset + Length)];
+        _ends = _ends[_offset..(_offset + Length)];
         _offset = 0;
     }
 
-    public int Length => Text.Length;
+    public int Length { get; private set; }
 
     /// <summary>A slice <c>[start, end)</c> of <paramref name="original"/> with identity alignment.</summary>
     public static NormalizedString FromOriginal(string original, int start, int end)
@@ -78,19 +103,19 @@ public sealed class NormalizedString
     /// <summary>The sub-string <c>[start, end)</c> of the current text, keeping its alignment.</summary>
     public NormalizedString Slice(int start, int end)
     {
-        if (start == 0 && end == Text.Length)
+        if (start == 0 && end == Length)
             return this;
-        return new NormalizedString(Text.Substring(start, end - start), _starts, _ends, _offset + start);
+        return new NormalizedString(_source, _textStart + start, end - start, _starts, _ends, _offset + start);
     }
 
     /// <summary>Original range covered by the current chars <c>[start, end)</c>.</summary>
     public (int Start, int End) OriginalRange(int start, int end)
     {
-        if (Text.Length == 0)
+        if (Length == 0)
             return (0, 0);
         if (end <= start)
         {
-            var at = _offset + Math.Min(start, Text.Length - 1);
+            var at = _offset + Math.Min(start, Length - 1);
             return (_starts[at], _starts[at]);
         }
         return (_starts[_offset + start], _ends[_offset + end - 1]);
@@ -99,7 +124,7 @@ public sealed class NormalizedString
     /// <summary>Replaces the content with what <paramref name="builder"/> built.</summary>
     internal void Assign(Builder builder)
     {
-        Text = builder.Text.ToString();
+        SetText(builder.Text.ToString());
         _starts = builder.Starts.ToArray();
         _ends = builder.Ends.ToArray();
         _offset = 0;
@@ -108,9 +133,16 @@ public sealed class NormalizedString
     /// <summary>Replaces the text by one of the same length whose chars map one-to-one (alignment unchanged).</summary>
     internal void ReplaceSameLength(string text)
     {
-        if (text.Length != Text.Length)
+        if (text.Length != Length)
             throw new ArgumentException("length must not change", nameof(text));
-        Text = text;
+        SetText(text);
+    }
+
+    private void SetText(string text)
+    {
+        _source = text;
+        _textStart = 0;
+        Length = text.Length;
     }
 
     /// <summary>Prepends <paramref name="prefix"/>, aligned with the first char (as Hugging Face does).</summary>
@@ -168,7 +200,7 @@ public sealed class NormalizedString
 
         public void AppendRange(NormalizedString source, int start, int end)
         {
-            Text.Append(source.Text, start, end - start);
+            Text.Append(source.Span[start..end]);
             for (var i = start; i < end; i++)
             {
                 Starts.Add(source.Starts[i]);
