@@ -10,8 +10,9 @@ namespace SharpTune.Tokenizers.Pipeline;
 public sealed class NormalizedString
 {
     // Slices share their parent's alignment arrays (char i maps to index _offset + i) until someone needs them alone.
-    private int[] _starts;
-    private int[] _ends;
+    // Null arrays mean the identity alignment of an untouched original text: char i comes from original char _offset + i.
+    private int[]? _starts;
+    private int[]? _ends;
     private int _offset;
     // Slices also share their parent's text (chars _textStart.._textStart + Length of _source): most words are only
     // read as a span by the model, so their substring is made only when someone asks for Text.
@@ -23,7 +24,7 @@ public sealed class NormalizedString
     {
     }
 
-    private NormalizedString(string source, int textStart, int length, int[] starts, int[] ends, int offset)
+    private NormalizedString(string source, int textStart, int length, int[]? starts, int[]? ends, int offset)
     {
         _source = source;
         _textStart = textStart;
@@ -61,7 +62,7 @@ public sealed class NormalizedString
         get
         {
             Materialize();
-            return _starts;
+            return _starts!;
         }
     }
 
@@ -71,12 +72,24 @@ public sealed class NormalizedString
         get
         {
             Materialize();
-            return _ends;
+            return _ends!;
         }
     }
 
     private void Materialize()
     {
+        if (_starts is null || _ends is null)
+        {
+            _starts = new int[Length];
+            _ends = new int[Length];
+            for (var i = 0; i < Length; i++)
+            {
+                _starts[i] = _offset + i;
+                _ends[i] = _offset + i + 1;
+            }
+            _offset = 0;
+            return;
+        }
         if (_offset == 0 && _starts.Length == Length)
             return;
         _starts = _starts[_offset..(_offset + Length)];
@@ -87,18 +100,8 @@ public sealed class NormalizedString
     public int Length { get; private set; }
 
     /// <summary>A slice <c>[start, end)</c> of <paramref name="original"/> with identity alignment.</summary>
-    public static NormalizedString FromOriginal(string original, int start, int end)
-    {
-        var length = end - start;
-        var starts = new int[length];
-        var ends = new int[length];
-        for (var i = 0; i < length; i++)
-        {
-            starts[i] = start + i;
-            ends[i] = start + i + 1;
-        }
-        return new NormalizedString(original.Substring(start, length), starts, ends);
-    }
+    public static NormalizedString FromOriginal(string original, int start, int end) =>
+        new(original, start, end - start, null, null, start);
 
     /// <summary>The sub-string <c>[start, end)</c> of the current text, keeping its alignment.</summary>
     public NormalizedString Slice(int start, int end)
@@ -116,9 +119,9 @@ public sealed class NormalizedString
         if (end <= start)
         {
             var at = _offset + Math.Min(start, Length - 1);
-            return (_starts[at], _starts[at]);
+            return _starts is null ? (at, at) : (_starts[at], _starts[at]);
         }
-        return (_starts[_offset + start], _ends[_offset + end - 1]);
+        return _starts is null || _ends is null ? (_offset + start, _offset + end) : (_starts[_offset + start], _ends[_offset + end - 1]);
     }
 
     /// <summary>Replaces the content with what <paramref name="builder"/> built.</summary>

@@ -148,7 +148,7 @@ public sealed class StripAccentsNormalizer : INormalizer
 {
     public void Normalize(NormalizedString text)
     {
-        if (text.Text.All(char.IsAscii))
+        if (System.Text.Ascii.IsValid(text.Span))
             return;
         text.MapRunes((rune, start, end, builder) =>
         {

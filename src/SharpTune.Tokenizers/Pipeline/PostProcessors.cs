@@ -59,7 +59,7 @@ public sealed class BertProcessor((string Token, int Id) sep, (string Token, int
     {
         if (!addSpecialTokens)
             return encodings;
-        var result = new Encoding();
+        var result = new Encoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
         result.Add(Cls.Id, Cls.Token, 0, (0, 0), -1, -1, special: true);
         result.Append(encodings[0], 0);
         result.Add(Sep.Id, Sep.Token, 0, (0, 0), -1, -1, special: true);
@@ -88,7 +88,7 @@ public sealed class RobertaProcessor((string Token, int Id) sep, (string Token, 
         encodings = _trim.Process(encodings, addSpecialTokens);
         if (!addSpecialTokens)
             return encodings;
-        var result = new Encoding();
+        var result = new Encoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
         result.Add(Cls.Id, Cls.Token, 0, (0, 0), -1, -1, special: true);
         result.Append(encodings[0], 0);
         result.Add(Sep.Id, Sep.Token, 0, (0, 0), -1, -1, special: true);
