@@ -160,6 +160,22 @@ public sealed class NormalizedString
         Assign(builder);
     }
 
+    /// <summary>
+    /// Whether <see cref="MapRunes"/> could change anything: some rune satisfies <paramref name="changes"/>, or the text
+    /// holds an invalid UTF-16 sequence (which MapRunes replaces by U+FFFD). Lets normalizers skip the rebuild.
+    /// </summary>
+    internal bool AnyRune(Func<Rune, bool> changes)
+    {
+        var text = Span;
+        for (var i = 0; i < text.Length;)
+        {
+            if (Rune.DecodeFromUtf16(text[i..], out var rune, out var consumed) != System.Buffers.OperationStatus.Done || changes(rune))
+                return true;
+            i += consumed;
+        }
+        return false;
+    }
+
     /// <summary>Applies a per-rune mapping; <paramref name="map"/> writes the replacement (possibly empty or longer) into the builder.</summary>
     internal void MapRunes(Action<Rune, int, int, Builder> map)
     {

@@ -130,7 +130,7 @@ public sealed class LowercaseNormalizer : INormalizer
             return;
         if (System.Text.Ascii.IsValid(text.Text))
             text.ReplaceSameLength(text.Text.ToLowerInvariant());
-        else
+        else if (text.AnyRune(r => r.Value == 0x130 || Rune.ToLowerInvariant(r) != r))
             text.MapRunes(UnicodeRules.AppendLower);
     }
 
@@ -148,7 +148,7 @@ public sealed class StripAccentsNormalizer : INormalizer
 {
     public void Normalize(NormalizedString text)
     {
-        if (System.Text.Ascii.IsValid(text.Span))
+        if (System.Text.Ascii.IsValid(text.Span) || !text.AnyRune(r => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark))
             return;
         text.MapRunes((rune, start, end, builder) =>
         {
@@ -253,7 +253,7 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
 
     public void Normalize(NormalizedString text)
     {
-        if (CleanText && !IsClean(text.Text))
+        if (CleanText && !IsClean(text))
             text.MapRunes((rune, start, end, builder) =>
             {
                 if (rune.Value == 0 || rune.Value == 0xFFFD || UnicodeRules.IsControl(rune))
@@ -288,13 +288,9 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
     private static readonly StripAccentsNormalizer _stripAccents = new();
     private static readonly LowercaseNormalizer _lowercase = new();
 
-    private static bool IsClean(string s)
-    {
-        foreach (var c in s)
-            if (c is < (char)0x20 or >= (char)0x7F)
-                return false;
-        return true;
-    }
+    // Clean when cleaning would keep every char as it is: no control char, no char to drop, no whitespace but ' '.
+    private static bool IsClean(NormalizedString text) => !text.AnyRune(r =>
+        r.Value < 0x80 ? r.Value is < 0x20 or 0x7F : r.Value == 0xFFFD || UnicodeRules.IsControl(r) || UnicodeRules.IsWhitespace(r));
 
     private static bool HasChinese(string s)
     {
