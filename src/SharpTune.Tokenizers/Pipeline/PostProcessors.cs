@@ -124,8 +124,8 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
         var space = ByteLevelAlphabet.ByteToChar[' '];
         for (var i = 0; i < encoding.Length; i++)
         {
-            var token = encoding.TokenList[i];
-            var (start, end) = encoding.OffsetList[i];
+            var token = encoding.Entries[i].Token;
+            var (start, end) = encoding.Entries[i].Offsets;
             var leading = 0;
             while (leading < token.Length && (token[leading] == space || char.IsWhiteSpace(token[leading])))
                 leading++;
@@ -136,7 +136,7 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
                 start = Math.Min(start + leading, end);
             if (trailing > 0 && end >= trailing)
                 end = Math.Max(end - trailing, start);
-            encoding.OffsetList[i] = (start, end);
+            encoding.SetOffsets(i, (start, end));
         }
         foreach (var overflow in encoding.OverflowList)
             Trim(overflow);
