@@ -80,7 +80,8 @@ public sealed class UnicodeNormalizer(NormalizationForm form) : INormalizer
 
     public void Normalize(NormalizedString text)
     {
-        if (text.Text.IsNormalized(Form))
+        // ASCII text is already in every normalization form (and string.IsNormalized costs a call into ICU).
+        if (System.Text.Ascii.IsValid(text.Span) || text.Text.IsNormalized(Form))
             return;
         // Normalize each starter with its following marks: composition and reordering stay inside such a cluster,
         // and every output char is aligned with the cluster it came from.
@@ -289,7 +290,7 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
     private static readonly LowercaseNormalizer _lowercase = new();
 
     // Clean when cleaning would keep every char as it is: no control char, no char to drop, no whitespace but ' '.
-    private static bool IsClean(NormalizedString text) => !text.AnyRune(r =>
+    private static bool IsClean(NormalizedString text) => !text.Span.ContainsAnyExceptInRange(' ', '~') || !text.AnyRune(r =>
         r.Value < 0x80 ? r.Value is < 0x20 or 0x7F : r.Value == 0xFFFD || UnicodeRules.IsControl(r) || UnicodeRules.IsWhitespace(r));
 
     private static bool HasChinese(string s)
