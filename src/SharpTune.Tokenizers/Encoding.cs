@@ -54,6 +54,20 @@ public sealed class Encoding
         _codePointOffsets = null;
     }
 
+    /// <summary>Inserts a special token (post-processor) at <paramref name="index"/>.</summary>
+    internal void Insert(int index, int id, string token, int typeId)
+    {
+        Entries.Insert(index, new Entry(id, token, typeId, (0, 0), -1, -1, Special: true, Attention: 1));
+        _codePointOffsets = null;
+    }
+
+    /// <summary>Sets the type id of tokens <c>[start, end)</c>.</summary>
+    internal void SetTypeIds(int start, int end, int typeId)
+    {
+        foreach (ref var entry in CollectionsMarshal.AsSpan(Entries)[start..end])
+            entry.TypeId = typeId;
+    }
+
     /// <summary>Appends all tokens of <paramref name="other"/> with the given type id.</summary>
     internal void Append(Encoding other, int? typeId = null)
     {

@@ -6,7 +6,7 @@ public interface IPostProcessor
     /// <summary>How many special tokens <see cref="Process"/> adds (truncation keeps room for them).</summary>
     int AddedTokens(bool isPair);
 
-    /// <summary>Processes one or two encodings; returns the list to concatenate.</summary>
+    /// <summary>Processes one or two encodings (which it may change in place); returns the list to concatenate.</summary>
     List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens);
 }
 
@@ -26,8 +26,33 @@ public sealed class TemplateProcessor(IReadOnlyList<TemplatePiece> single, IRead
     public int AddedTokens(bool isPair) =>
         (isPair ? Pair : Single).Where(p => p.SpecialTokenId is not null).Sum(p => SpecialTokens[p.SpecialTokenId!].Ids.Length);
 
+    // A single text whose template holds $A once is processed in place: no copy of its tokens.
+    private readonly bool _singleInPlace = single.Count(p => p.SpecialTokenId is null) == 1 && single.Any(p => p.SpecialTokenId is null && p.Sequence == 0);
+
     public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
     {
+        if (encodings.Count == 1 && _singleInPlace)
+        {
+            var encoding = encodings[0];
+            var body = encoding.Length;
+            var before = 0;
+            var seenSequence = false;
+            foreach (var piece in Single)
+            {
+                if (piece.SpecialTokenId is not { } specialName)
+                {
+                    encoding.SetTypeIds(before, before + body, piece.TypeId);
+                    seenSequence = true;
+                }
+                else if (addSpecialTokens)
+                {
+                    var special = SpecialTokens[specialName];
+                    for (var i = 0; i < special.Ids.Length; i++)
+                        encoding.Insert(seenSequence ? encoding.Length : before++, special.Ids[i], special.Tokens[i], piece.TypeId);
+                }
+            }
+            return encodings;
+        }
         var template = encodings.Count > 1 ? Pair : Single;
         var result = new Encoding(encodings.Sum(e => e.Length) + 4);
         foreach (var piece in template)
