@@ -131,8 +131,19 @@ public sealed class LowercaseNormalizer : INormalizer
             return;
         if (System.Text.Ascii.IsValid(text.Text))
             text.ReplaceSameLength(text.Text.ToLowerInvariant());
-        else if (text.AnyRune(r => r.Value == 0x130 || Rune.ToLowerInvariant(r) != r))
+        else if (text.AnyRune(r => r.Value == 0x130 || Rune.ToLowerInvariant(r).Utf16SequenceLength != r.Utf16SequenceLength))
             text.MapRunes(UnicodeRules.AppendLower);
+        else // every char keeps its length: same alignment, no rebuild
+            text.ReplaceSameLength(string.Create(text.Length, text, static (chars, source) =>
+            {
+                var span = source.Span;
+                for (var i = 0; i < span.Length;)
+                {
+                    Rune.DecodeFromUtf16(span[i..], out var rune, out var consumed);
+                    Rune.ToLowerInvariant(rune).EncodeToUtf16(chars[i..]);
+                    i += consumed;
+                }
+            }));
     }
 
     internal static bool NeedsLowercase(string s)
