@@ -16,3 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v dotnet >/dev/null || { echo "setup: the .NET 10 SDK is required (dotnet not found)" >&2; exit 1; }
+# The export tests run a local S3-compatible server (s3rver, pinned in tools/s3rver); they skip only without node.
+s3rver_dir="$(cd "$(dirname "$0")/../tools/s3rver" && pwd)"
+if command -v npm >/dev/null && [ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ]; then
+  (cd "$s3rver_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

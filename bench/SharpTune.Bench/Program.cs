@@ -8,6 +8,9 @@ IBenchmark[] all =
     new MatmulBenchmark(),
     new TfidfBenchmark(),
     new Stories260KBenchmark(),
+    new EncoderForwardBenchmark(),
+    new GenerationBenchmark(),
+    new TokenizerBenchmark(),
 ];
 
 var names = new List<string>();

@@ -18,6 +18,16 @@ public static class SharpTuneCli
         root.Options.Add(new VersionOption());
         GlobalOptions.AddTo(root);
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(PipelineCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(ForwardCommand.Create());
+        root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(TokenizerCommand.Create());
+        root.Subcommands.Add(ClassifyCommand.Create());
+        root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         return root;
     }
 

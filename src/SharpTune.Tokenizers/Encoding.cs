@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace SharpTune.Tokenizers;
@@ -9,47 +10,37 @@ namespace SharpTune.Tokenizers;
 /// </summary>
 public sealed class Encoding
 {
-    internal readonly List<int> IdList;
-    internal readonly List<string> TokenList;
-    internal readonly List<int> TypeIdList;
-    internal readonly List<int> AttentionList;
-    internal readonly List<int> SpecialList;
-    internal readonly List<(int Start, int End)> OffsetList;
-    internal readonly List<int> WordList;
-    internal readonly List<int> SequenceList;
+    /// <summary>Everything about one token, stored together: one list per encoding instead of one per field.</summary>
+    internal record struct Entry(int Id, string Token, int TypeId, (int Start, int End) Offsets, int Word, int Sequence,
+        bool Special, int Attention);
+
+    internal readonly List<Entry> Entries;
     internal readonly List<Encoding> OverflowList = [];
     internal string?[] Texts = [null, null];
     private (int Start, int End)[]? _codePointOffsets;
+    private IReadOnlyList<int>? _ids, _typeIds, _attention, _special;
+    private IReadOnlyList<string>? _tokens;
+    private IReadOnlyList<(int Start, int End)>? _utf16Offsets;
 
-    internal Encoding(int capacity = 16)
-    {
-        IdList = new(capacity);
-        TokenList = new(capacity);
-        TypeIdList = new(capacity);
-        AttentionList = new(capacity);
-        SpecialList = new(capacity);
-        OffsetList = new(capacity);
-        WordList = new(capacity);
-        SequenceList = new(capacity);
-    }
+    internal Encoding(int capacity = 16) => Entries = new(capacity);
 
-    public int Length => IdList.Count;
-    public IReadOnlyList<int> Ids => IdList;
-    public IReadOnlyList<string> Tokens => TokenList;
-    public IReadOnlyList<int> TypeIds => TypeIdList;
-    public IReadOnlyList<int> AttentionMask => AttentionList;
+    public int Length => Entries.Count;
+    public IReadOnlyList<int> Ids => _ids ??= new Column<int>(Entries, static e => e.Id);
+    public IReadOnlyList<string> Tokens => _tokens ??= new Column<string>(Entries, static e => e.Token);
+    public IReadOnlyList<int> TypeIds => _typeIds ??= new Column<int>(Entries, static e => e.TypeId);
+    public IReadOnlyList<int> AttentionMask => _attention ??= new Column<int>(Entries, static e => e.Attention);
 
     /// <summary>1 for tokens added by the post-processor (e.g. [CLS], [SEP]) and padding, 0 for tokens of the text.</summary>
-    public IReadOnlyList<int> SpecialTokensMask => SpecialList;
+    public IReadOnlyList<int> SpecialTokensMask => _special ??= new Column<int>(Entries, static e => e.Special ? 1 : 0);
 
     /// <summary>Index of the pre-tokenized word each token comes from; null for special and padding tokens.</summary>
-    public IReadOnlyList<int?> WordIds => WordList.Select(w => w < 0 ? (int?)null : w).ToArray();
+    public IReadOnlyList<int?> WordIds => Entries.Select(e => e.Word < 0 ? (int?)null : e.Word).ToArray();
 
     /// <summary>Which input text (0 or 1) each token comes from; null for special and padding tokens.</summary>
-    public IReadOnlyList<int?> SequenceIds => SequenceList.Select(s => s < 0 ? (int?)null : s).ToArray();
+    public IReadOnlyList<int?> SequenceIds => Entries.Select(e => e.Sequence < 0 ? (int?)null : e.Sequence).ToArray();
 
     /// <summary>Char offsets in UTF-16 code units of the corresponding input text.</summary>
-    public IReadOnlyList<(int Start, int End)> Utf16Offsets => OffsetList;
+    public IReadOnlyList<(int Start, int End)> Utf16Offsets => _utf16Offsets ??= new Column<(int, int)>(Entries, static e => e.Offsets);
 
     /// <summary>Char offsets in Unicode code points of the corresponding input text (Hugging Face Python convention).</summary>
     public IReadOnlyList<(int Start, int End)> Offsets => _codePointOffsets ??= ComputeCodePointOffsets();
@@ -59,41 +50,62 @@ public sealed class Encoding
 
     internal void Add(int id, string token, int typeId, (int, int) offsets, int word, int sequence, bool special, int attention = 1)
     {
-        IdList.Add(id);
-        TokenList.Add(token);
-        TypeIdList.Add(typeId);
-        AttentionList.Add(attention);
-        SpecialList.Add(special ? 1 : 0);
-        OffsetList.Add(offsets);
-        WordList.Add(word);
-        SequenceList.Add(sequence);
+        Entries.Add(new Entry(id, token, typeId, offsets, word, sequence, special, attention));
         _codePointOffsets = null;
+    }
+
+    /// <summary>Inserts a special token (post-processor) at <paramref name="index"/>.</summary>
+    internal void Insert(int index, int id, string token, int typeId)
+    {
+        Entries.Insert(index, new Entry(id, token, typeId, (0, 0), -1, -1, Special: true, Attention: 1));
+        _codePointOffsets = null;
+    }
+
+    /// <summary>Sets the type id of tokens <c>[start, end)</c>.</summary>
+    internal void SetTypeIds(int start, int end, int typeId)
+    {
+        foreach (ref var entry in CollectionsMarshal.AsSpan(Entries)[start..end])
+            entry.TypeId = typeId;
     }
 
     /// <summary>Appends all tokens of <paramref name="other"/> with the given type id.</summary>
     internal void Append(Encoding other, int? typeId = null)
     {
-        for (var i = 0; i < other.Length; i++)
-            Add(other.IdList[i], other.TokenList[i], typeId ?? other.TypeIdList[i], other.OffsetList[i], other.WordList[i],
-                other.SequenceList[i], other.SpecialList[i] == 1, other.AttentionList[i]);
+        Entries.EnsureCapacity(Entries.Count + other.Length);
+        foreach (var entry in other.Entries)
+            Entries.Add(typeId is { } t ? entry with { TypeId = t } : entry);
         for (var s = 0; s < 2; s++)
             Texts[s] ??= other.Texts[s];
+        _codePointOffsets = null;
     }
 
     internal Encoding Slice(int start, int end)
     {
         var slice = new Encoding(end - start) { Texts = (string?[])Texts.Clone() };
-        for (var i = start; i < end; i++)
-            slice.Add(IdList[i], TokenList[i], TypeIdList[i], OffsetList[i], WordList[i], SequenceList[i], SpecialList[i] == 1, AttentionList[i]);
+        slice.Entries.AddRange(CollectionsMarshal.AsSpan(Entries)[start..end]);
         return slice;
+    }
+
+    /// <summary>Replaces all tokens by those of <paramref name="source"/>.</summary>
+    internal void ReplaceWith(Encoding source)
+    {
+        Entries.Clear();
+        Append(source);
     }
 
     internal void SetSequence(int sequence, string text)
     {
-        for (var i = 0; i < SequenceList.Count; i++)
-            if (SequenceList[i] >= 0)
-                SequenceList[i] = sequence;
+        foreach (ref var entry in CollectionsMarshal.AsSpan(Entries))
+            if (entry.Sequence >= 0)
+                entry.Sequence = sequence;
         Texts = sequence == 0 ? [text, null] : [null, text];
+    }
+
+    /// <summary>Sets the UTF-16 offsets of token <paramref name="index"/>.</summary>
+    internal void SetOffsets(int index, (int Start, int End) offsets)
+    {
+        CollectionsMarshal.AsSpan(Entries)[index].Offsets = offsets;
+        _codePointOffsets = null;
     }
 
     /// <summary>Pads to <paramref name="length"/> tokens (this and its overflowing parts).</summary>
@@ -104,31 +116,34 @@ public sealed class Encoding
         var missing = length - Length;
         if (missing <= 0)
             return;
-        if (!left)
-        {
-            for (var i = 0; i < missing; i++)
-                Add(padId, padToken, padTypeId, (0, 0), -1, -1, special: true, attention: 0);
-            return;
-        }
-        IdList.InsertRange(0, Enumerable.Repeat(padId, missing));
-        TokenList.InsertRange(0, Enumerable.Repeat(padToken, missing));
-        TypeIdList.InsertRange(0, Enumerable.Repeat(padTypeId, missing));
-        AttentionList.InsertRange(0, Enumerable.Repeat(0, missing));
-        SpecialList.InsertRange(0, Enumerable.Repeat(1, missing));
-        OffsetList.InsertRange(0, Enumerable.Repeat((0, 0), missing));
-        WordList.InsertRange(0, Enumerable.Repeat(-1, missing));
-        SequenceList.InsertRange(0, Enumerable.Repeat(-1, missing));
+        var pad = new Entry(padId, padToken, padTypeId, (0, 0), -1, -1, Special: true, Attention: 0);
+        Entries.InsertRange(left ? 0 : Length, Enumerable.Repeat(pad, missing));
         _codePointOffsets = null;
+    }
+
+    /// <summary>A read-only view of one field of the entries.</summary>
+    private sealed class Column<T>(List<Entry> entries, Func<Entry, T> field) : IReadOnlyList<T>
+    {
+        public T this[int index] => field(entries[index]);
+        public int Count => entries.Count;
+
+        public IEnumerator<T> GetEnumerator()
+        {
+            for (var i = 0; i < entries.Count; i++)
+                yield return field(entries[i]);
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     private (int, int)[] ComputeCodePointOffsets()
     {
         var maps = Texts.Select(t => t is not null && HasSurrogates(t) ? CodePointIndex(t) : null).ToArray();
-        var result = new (int, int)[OffsetList.Count];
+        var result = new (int, int)[Entries.Count];
         for (var i = 0; i < result.Length; i++)
         {
-            var (start, end) = OffsetList[i];
-            var map = SequenceList[i] >= 0 ? maps[SequenceList[i]] : null;
+            var (start, end) = Entries[i].Offsets;
+            var map = Entries[i].Sequence >= 0 ? maps[Entries[i].Sequence] : null;
             result[i] = map is null ? (start, end) : (map[start], map[end]);
         }
         return result;
@@ -166,7 +181,7 @@ public sealed class Encoding
     public override string ToString()
     {
         var sb = new StringBuilder("Encoding(");
-        sb.Append(string.Join(' ', TokenList)).Append(')');
+        sb.Append(string.Join(' ', Tokens)).Append(')');
         return sb.ToString();
     }
 }

@@ -110,7 +110,7 @@ public sealed class Tokenizer
     }
 
     /// <summary>Only the ids, without offsets bookkeeping beyond what the pipeline needs.</summary>
-    public int[] EncodeToIds(string text, bool addSpecialTokens = true) => Encode(text, null, addSpecialTokens).IdList.ToArray();
+    public int[] EncodeToIds(string text, bool addSpecialTokens = true) => Encode(text, null, addSpecialTokens).Ids.ToArray();
 
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
@@ -239,7 +239,7 @@ public sealed class Tokenizer
             if (encoding.Length >= stopAt)
                 return;
             tokens.Clear();
-            Model.Tokenize(w.Text, tokens);
+            Model.Tokenize(w.Span, tokens);
             foreach (var t in tokens)
                 encoding.Add(t.Id, t.Value, sequence, w.OriginalRange(t.Start, t.End), word, sequence, special: false);
             word++;
@@ -321,22 +321,9 @@ public sealed class Tokenizer
                 }
         }
         var slices = parts.Select(p => encoding.Slice(p.Start, p.End)).ToList();
-        Replace(encoding, slices[0]);
+        encoding.ReplaceWith(slices[0]);
         encoding.OverflowList.Clear();
         encoding.OverflowList.AddRange(slices.Skip(1));
-    }
-
-    private static void Replace(Encoding target, Encoding source)
-    {
-        target.IdList.Clear();
-        target.TokenList.Clear();
-        target.TypeIdList.Clear();
-        target.AttentionList.Clear();
-        target.SpecialList.Clear();
-        target.OffsetList.Clear();
-        target.WordList.Clear();
-        target.SequenceList.Clear();
-        target.Append(source);
     }
 
     private static void Pad(IReadOnlyList<Encoding> encodings, PaddingOptions padding)

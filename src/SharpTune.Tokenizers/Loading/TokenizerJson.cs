@@ -41,6 +41,13 @@ internal static class TokenizerJson
         return tokenizer;
     }
 
+    /// <summary>The normalizer and pre-tokenizer of a definition (what trainers need to split a corpus into words).</summary>
+    public static (INormalizer?, IPreTokenizer?) Pipeline(JsonNode? normalizer, JsonNode? preTokenizer, string source)
+    {
+        var reader = new Reader(source);
+        return (reader.Normalizer(normalizer), reader.PreTokenizer(preTokenizer));
+    }
+
     internal static bool Bool(JsonNode? node, string key, bool fallback) =>
         node?[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
 

@@ -32,7 +32,7 @@ public sealed class BpeModel : ITokenizerModel
         Options = options;
         Merges = merges;
         var prefixLength = options.ContinuingSubwordPrefix?.Length ?? 0;
-        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        _merges = new Dictionary<long, (int, int)>(merges.Count, PairComparer.Instance);
         for (var rank = 0; rank < merges.Count; rank++)
         {
             var (left, right) = merges[rank];
@@ -59,7 +59,15 @@ public sealed class BpeModel : ITokenizerModel
 
     private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
 
-    public void Tokenize(string word, List<Token> output)
+    /// <summary>long.GetHashCode xors the halves, so pairs of small ids collide massively; mix the bits instead.</summary>
+    private sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
+
+    public void Tokenize(ReadOnlySpan<char> word, List<Token> output)
     {
         if (word.Length == 0)
             return;
@@ -69,7 +77,7 @@ public sealed class BpeModel : ITokenizerModel
             return;
         }
         var first = output.Count;
-        if (Options.IgnoreMerges && _vocab.TryGetValue(word, out var whole))
+        if (Options.IgnoreMerges && _lookup.TryGetValue(word, out var whole))
             output.Add(new Token(whole, _idToToken[whole], 0, word.Length));
         else
             MergeWord(word, output);
@@ -81,7 +89,7 @@ public sealed class BpeModel : ITokenizerModel
         public int Id, Start, End, Prev, Next;
     }
 
-    private void MergeWord(string word, List<Token> output)
+    private void MergeWord(ReadOnlySpan<char> word, List<Token> output)
     {
         var symbols = new List<Symbol>(word.Length);
         var prefix = Options.ContinuingSubwordPrefix;
@@ -92,7 +100,7 @@ public sealed class BpeModel : ITokenizerModel
         for (var i = 0; i < word.Length;)
         {
             var n = char.IsHighSurrogate(word[i]) && i + 1 < word.Length ? 2 : 1;
-            var piece = word.AsSpan(i, n);
+            var piece = word.Slice(i, n);
             int id;
             bool found;
             if ((prefix is null || i == 0) && (suffix is null || i + n < word.Length))

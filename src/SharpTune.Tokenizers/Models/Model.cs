@@ -8,7 +8,8 @@ public readonly record struct Token(int Id, string Value, int Start, int End);
 /// <summary>Turns one pre-tokenized word into tokens (Hugging Face "model": BPE, WordPiece, Unigram, WordLevel).</summary>
 public interface ITokenizerModel
 {
-    void Tokenize(string word, List<Token> output);
+    /// <summary>Appends the tokens of <paramref name="word"/>; their ranges are char positions inside it.</summary>
+    void Tokenize(ReadOnlySpan<char> word, List<Token> output);
     int? TokenToId(string token);
     string? IdToToken(int id);
     int VocabSize { get; }
@@ -18,14 +19,17 @@ public interface ITokenizerModel
 /// <summary>Bounded, thread-safe word → tokens cache: words repeat a lot (Zipf), so most lookups hit.</summary>
 internal sealed class WordCache(int capacity = 200_000)
 {
-    private readonly ConcurrentDictionary<string, Token[]> _entries = new();
+    private readonly ConcurrentDictionary<string, Token[]>.AlternateLookup<ReadOnlySpan<char>> _entries =
+        new ConcurrentDictionary<string, Token[]>(StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+    private int _count; // ConcurrentDictionary.Count takes every lock: keep our own approximate count
 
-    public bool TryGet(string word, out Token[] tokens) => _entries.TryGetValue(word, out tokens!);
+    // Looked up by span so that a hit (the common case) allocates nothing.
+    public bool TryGet(ReadOnlySpan<char> word, out Token[] tokens) => _entries.TryGetValue(word, out tokens!);
 
-    public void Add(string word, Token[] tokens)
+    public void Add(ReadOnlySpan<char> word, Token[] tokens)
     {
-        if (_entries.Count < capacity && word.Length < 256)
-            _entries.TryAdd(word, tokens);
+        if (_count < capacity && word.Length < 256 && _entries.TryAdd(word, tokens))
+            Interlocked.Increment(ref _count);
     }
 }
 

@@ -40,7 +40,7 @@ public sealed class UnigramModel : ITokenizerModel
     public int? TokenToId(string token) => _vocab.TryGetValue(token, out var id) ? id : null;
     public string? IdToToken(int id) => id >= 0 && id < Pieces.Count ? Pieces[id].Piece : null;
 
-    public void Tokenize(string word, List<Token> output)
+    public void Tokenize(ReadOnlySpan<char> word, List<Token> output)
     {
         if (word.Length == 0)
             return;
@@ -50,9 +50,9 @@ public sealed class UnigramModel : ITokenizerModel
             return;
         }
         var first = output.Count;
-        foreach (var (start, end) in Viterbi(word))
+        foreach (var (start, end) in Viterbi(word.ToString()))
         {
-            var piece = word.AsSpan(start, end - start);
+            var piece = word.Slice(start, end - start);
             if (_lookup.TryGetValue(piece, out var id))
             {
                 output.Add(new Token(id, Pieces[id].Piece, start, end));

@@ -31,14 +31,14 @@ public sealed class WordPieceModel : ITokenizerModel
     public int? TokenToId(string token) => _vocab.TryGetValue(token, out var id) ? id : null;
     public string? IdToToken(int id) => id >= 0 && id < _idToToken.Length ? _idToToken[id] : null;
 
-    public void Tokenize(string word, List<Token> output)
+    public void Tokenize(ReadOnlySpan<char> word, List<Token> output)
     {
         if (word.Length > MaxInputCharsPerWord && CodePointCount(word) > MaxInputCharsPerWord)
         {
             output.Add(new Token(_unkId, UnkToken, 0, word.Length));
             return;
         }
-        if (_vocab.TryGetValue(word, out var whole))
+        if (_lookup.TryGetValue(word, out var whole))
         {
             output.Add(new Token(whole, _idToToken[whole], 0, word.Length));
             return;
@@ -54,7 +54,7 @@ public sealed class WordPieceModel : ITokenizerModel
             var found = -1;
             while (start < end)
             {
-                var piece = word.AsSpan(start, end - start);
+                var piece = word.Slice(start, end - start);
                 scoped ReadOnlySpan<char> key = piece;
                 if (start > 0)
                 {
@@ -79,7 +79,7 @@ public sealed class WordPieceModel : ITokenizerModel
         }
     }
 
-    private static int CodePointCount(string s)
+    private static int CodePointCount(ReadOnlySpan<char> s)
     {
         var n = 0;
         foreach (var _ in s.EnumerateRunes())
@@ -92,11 +92,13 @@ public sealed class WordPieceModel : ITokenizerModel
 public sealed class WordLevelModel : ITokenizerModel
 {
     private readonly Dictionary<string, int> _vocab;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly string[] _idToToken;
 
     public WordLevelModel(Dictionary<string, int> vocab, string unkToken)
     {
         _vocab = vocab;
+        _lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _idToToken = VocabHelpers.InvertVocab(vocab);
         UnkToken = unkToken;
     }
@@ -107,13 +109,13 @@ public sealed class WordLevelModel : ITokenizerModel
     public int? TokenToId(string token) => _vocab.TryGetValue(token, out var id) ? id : null;
     public string? IdToToken(int id) => id >= 0 && id < _idToToken.Length ? _idToToken[id] : null;
 
-    public void Tokenize(string word, List<Token> output)
+    public void Tokenize(ReadOnlySpan<char> word, List<Token> output)
     {
-        if (_vocab.TryGetValue(word, out var id))
+        if (_lookup.TryGetValue(word, out var id))
             output.Add(new Token(id, _idToToken[id], 0, word.Length));
         else if (_vocab.TryGetValue(UnkToken, out var unk))
             output.Add(new Token(unk, UnkToken, 0, word.Length));
         else
-            throw new InvalidOperationException($"WordLevel: '{word}' is not in the vocabulary and unk_token '{UnkToken}' is missing");
+            throw new InvalidOperationException($"WordLevel: '{word.ToString()}' is not in the vocabulary and unk_token '{UnkToken}' is missing");
     }
 }

@@ -9,65 +9,143 @@ namespace SharpTune.Tokenizers.Pipeline;
 /// </summary>
 public sealed class NormalizedString
 {
+    // Slices share their parent's alignment arrays (char i maps to index _offset + i) until someone needs them alone.
+    // Null arrays mean the identity alignment of an untouched original text: char i comes from original char _offset + i.
+    private int[]? _starts;
+    private int[]? _ends;
+    private int _offset;
+    // Slices also share their parent's text (chars _textStart.._textStart + Length of _source): most words are only
+    // read as a span by the model, so their substring is made only when someone asks for Text.
+    private string _source;
+    private int _textStart;
+
     public NormalizedString(string text, int[] starts, int[] ends)
+        : this(text, starts, ends, 0)
     {
-        Text = text;
-        Starts = starts;
-        Ends = ends;
+    }
+
+    private NormalizedString(string source, int textStart, int length, int[]? starts, int[]? ends, int offset)
+    {
+        _source = source;
+        _textStart = textStart;
+        Length = length;
+        _starts = starts;
+        _ends = ends;
+        _offset = offset;
+    }
+
+    private NormalizedString(string text, int[] starts, int[] ends, int offset)
+        : this(text, 0, text.Length, starts, ends, offset)
+    {
     }
 
     /// <summary>The current (normalized) text.</summary>
-    public string Text { get; private set; }
+    public string Text
+    {
+        get
+        {
+            if (_textStart != 0 || Length != _source.Length)
+            {
+                _source = _source.Substring(_textStart, Length);
+                _textStart = 0;
+            }
+            return _source;
+        }
+    }
+
+    /// <summary>The current text without materializing a slice's substring.</summary>
+    public ReadOnlySpan<char> Span => _source.AsSpan(_textStart, Length);
 
     /// <summary>Original start offset (UTF-16, in the caller's text) of each char of <see cref="Text"/>.</summary>
-    public int[] Starts { get; private set; }
+    public int[] Starts
+    {
+        get
+        {
+            Materialize();
+            return _starts!;
+        }
+    }
 
     /// <summary>Original end offset (exclusive) of each char of <see cref="Text"/>.</summary>
-    public int[] Ends { get; private set; }
+    public int[] Ends
+    {
+        get
+        {
+            Materialize();
+            return _ends!;
+        }
+    }
 
-    public int Length => Text.Length;
+    private void Materialize()
+    {
+        if (_starts is null || _ends is null)
+        {
+            _starts = new int[Length];
+            _ends = new int[Length];
+            for (var i = 0; i < Length; i++)
+            {
+                _starts[i] = _offset + i;
+                _ends[i] = _offset + i + 1;
+            }
+            _offset = 0;
+            return;
+        }
+        if (_offset == 0 && _starts.Length == Length)
+            return;
+        _starts = _starts[_offset..(_offset + Length)];
+        _ends = _ends[_offset..(_offset + Length)];
+        _offset = 0;
+    }
+
+    public int Length { get; private set; }
 
     /// <summary>A slice <c>[start, end)</c> of <paramref name="original"/> with identity alignment.</summary>
-    public static NormalizedString FromOriginal(string original, int start, int end)
-    {
-        var length = end - start;
-        var starts = new int[length];
-        var ends = new int[length];
-        for (var i = 0; i < length; i++)
-        {
-            starts[i] = start + i;
-            ends[i] = start + i + 1;
-        }
-        return new NormalizedString(original.Substring(start, length), starts, ends);
-    }
+    public static NormalizedString FromOriginal(string original, int start, int end) =>
+        new(original, start, end - start, null, null, start);
 
     /// <summary>The sub-string <c>[start, end)</c> of the current text, keeping its alignment.</summary>
     public NormalizedString Slice(int start, int end)
     {
-        if (start == 0 && end == Text.Length)
+        if (start == 0 && end == Length)
             return this;
-        return new NormalizedString(Text.Substring(start, end - start), Starts[start..end], Ends[start..end]);
+        return new NormalizedString(_source, _textStart + start, end - start, _starts, _ends, _offset + start);
     }
 
     /// <summary>Original range covered by the current chars <c>[start, end)</c>.</summary>
     public (int Start, int End) OriginalRange(int start, int end)
     {
-        if (Text.Length == 0)
+        if (Length == 0)
             return (0, 0);
         if (end <= start)
         {
-            var at = Math.Min(start, Text.Length - 1);
-            return (Starts[at], Starts[at]);
+            var at = _offset + Math.Min(start, Length - 1);
+            return _starts is null ? (at, at) : (_starts[at], _starts[at]);
         }
-        return (Starts[start], Ends[end - 1]);
+        return _starts is null || _ends is null ? (_offset + start, _offset + end) : (_starts[_offset + start], _ends[_offset + end - 1]);
     }
 
     /// <summary>Replaces the content with what <paramref name="builder"/> built.</summary>
     internal void Assign(Builder builder)
     {
-        Text = builder.Text.ToString();
-        Starts = builder.Starts.ToArray();
-        Ends = builder.Ends.ToArray();
+        SetText(builder.Text.ToString());
+        _starts = builder.Starts.ToArray();
+        _ends = builder.Ends.ToArray();
+        _offset = 0;
+    }
+
+    /// <summary>Replaces the text by one of the same length whose chars map one-to-one (alignment unchanged).</summary>
+    internal void ReplaceSameLength(string text)
+    {
+        if (text.Length != Length)
+            throw new ArgumentException("length must not change", nameof(text));
+        SetText(text);
+    }
+
+    private void SetText(string text)
+    {
+        _source = text;
+        _textStart = 0;
+        Length = text.Length;
     }
 
     /// <summary>Prepends <paramref name="prefix"/>, aligned with the first char (as Hugging Face does).</summary>
@@ -80,6 +158,22 @@ public sealed class NormalizedString
             builder.Append(c, Starts[0], Ends[0]);
         builder.AppendRange(this, 0, Text.Length);
         Assign(builder);
+    }
+
+    /// <summary>
+    /// Whether <see cref="MapRunes"/> could change anything: some rune satisfies <paramref name="changes"/>, or the text
+    /// holds an invalid UTF-16 sequence (which MapRunes replaces by U+FFFD). Lets normalizers skip the rebuild.
+    /// </summary>
+    internal bool AnyRune(Func<Rune, bool> changes)
+    {
+        var text = Span;
+        for (var i = 0; i < text.Length;)
+        {
+            if (Rune.DecodeFromUtf16(text[i..], out var rune, out var consumed) != System.Buffers.OperationStatus.Done || changes(rune))
+                return true;
+            i += consumed;
+        }
+        return false;
     }
 
     /// <summary>Applies a per-rune mapping; <paramref name="map"/> writes the replacement (possibly empty or longer) into the builder.</summary>
@@ -125,7 +219,7 @@ public sealed class NormalizedString
 
         public void AppendRange(NormalizedString source, int start, int end)
         {
-            Text.Append(source.Text, start, end - start);
+            Text.Append(source.Span[start..end]);
             for (var i = start; i < end; i++)
             {
                 Starts.Add(source.Starts[i]);

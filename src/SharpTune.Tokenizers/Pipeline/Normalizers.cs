@@ -80,7 +80,8 @@ public sealed class UnicodeNormalizer(NormalizationForm form) : INormalizer
 
     public void Normalize(NormalizedString text)
     {
-        if (text.Text.IsNormalized(Form))
+        // ASCII text is already in every normalization form (and string.IsNormalized costs a call into ICU).
+        if (System.Text.Ascii.IsValid(text.Span) || text.Text.IsNormalized(Form))
             return;
         // Normalize each starter with its following marks: composition and reordering stay inside such a cluster,
         // and every output char is aligned with the cluster it came from.
@@ -128,7 +129,21 @@ public sealed class LowercaseNormalizer : INormalizer
     {
         if (!NeedsLowercase(text.Text))
             return;
-        text.MapRunes(UnicodeRules.AppendLower);
+        if (System.Text.Ascii.IsValid(text.Text))
+            text.ReplaceSameLength(text.Text.ToLowerInvariant());
+        else if (text.AnyRune(r => r.Value == 0x130 || Rune.ToLowerInvariant(r).Utf16SequenceLength != r.Utf16SequenceLength))
+            text.MapRunes(UnicodeRules.AppendLower);
+        else // every char keeps its length: same alignment, no rebuild
+            text.ReplaceSameLength(string.Create(text.Length, text, static (chars, source) =>
+            {
+                var span = source.Span;
+                for (var i = 0; i < span.Length;)
+                {
+                    Rune.DecodeFromUtf16(span[i..], out var rune, out var consumed);
+                    Rune.ToLowerInvariant(rune).EncodeToUtf16(chars[i..]);
+                    i += consumed;
+                }
+            }));
     }
 
     internal static bool NeedsLowercase(string s)
@@ -145,7 +160,7 @@ public sealed class StripAccentsNormalizer : INormalizer
 {
     public void Normalize(NormalizedString text)
     {
-        if (text.Text.All(char.IsAscii))
+        if (System.Text.Ascii.IsValid(text.Span) || !text.AnyRune(r => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark))
             return;
         text.MapRunes((rune, start, end, builder) =>
         {
@@ -250,7 +265,7 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
 
     public void Normalize(NormalizedString text)
     {
-        if (CleanText && !IsClean(text.Text))
+        if (CleanText && !IsClean(text))
             text.MapRunes((rune, start, end, builder) =>
             {
                 if (rune.Value == 0 || rune.Value == 0xFFFD || UnicodeRules.IsControl(rune))
@@ -285,13 +300,9 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
     private static readonly StripAccentsNormalizer _stripAccents = new();
     private static readonly LowercaseNormalizer _lowercase = new();
 
-    private static bool IsClean(string s)
-    {
-        foreach (var c in s)
-            if (c is < (char)0x20 or >= (char)0x7F)
-                return false;
-        return true;
-    }
+    // Clean when cleaning would keep every char as it is: no control char, no char to drop, no whitespace but ' '.
+    private static bool IsClean(NormalizedString text) => !text.Span.ContainsAnyExceptInRange(' ', '~') || !text.AnyRune(r =>
+        r.Value < 0x80 ? r.Value is < 0x20 or 0x7F : r.Value == 0xFFFD || UnicodeRules.IsControl(r) || UnicodeRules.IsWhitespace(r));
 
     private static bool HasChinese(string s)
     {

@@ -6,7 +6,7 @@ public interface IPostProcessor
     /// <summary>How many special tokens <see cref="Process"/> adds (truncation keeps room for them).</summary>
     int AddedTokens(bool isPair);
 
-    /// <summary>Processes one or two encodings; returns the list to concatenate.</summary>
+    /// <summary>Processes one or two encodings (which it may change in place); returns the list to concatenate.</summary>
     List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens);
 }
 
@@ -26,8 +26,33 @@ public sealed class TemplateProcessor(IReadOnlyList<TemplatePiece> single, IRead
     public int AddedTokens(bool isPair) =>
         (isPair ? Pair : Single).Where(p => p.SpecialTokenId is not null).Sum(p => SpecialTokens[p.SpecialTokenId!].Ids.Length);
 
+    // A single text whose template holds $A once is processed in place: no copy of its tokens.
+    private readonly bool _singleInPlace = single.Count(p => p.SpecialTokenId is null) == 1 && single.Any(p => p.SpecialTokenId is null && p.Sequence == 0);
+
     public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
     {
+        if (encodings.Count == 1 && _singleInPlace)
+        {
+            var encoding = encodings[0];
+            var body = encoding.Length;
+            var before = 0;
+            var seenSequence = false;
+            foreach (var piece in Single)
+            {
+                if (piece.SpecialTokenId is not { } specialName)
+                {
+                    encoding.SetTypeIds(before, before + body, piece.TypeId);
+                    seenSequence = true;
+                }
+                else if (addSpecialTokens)
+                {
+                    var special = SpecialTokens[specialName];
+                    for (var i = 0; i < special.Ids.Length; i++)
+                        encoding.Insert(seenSequence ? encoding.Length : before++, special.Ids[i], special.Tokens[i], piece.TypeId);
+                }
+            }
+            return encodings;
+        }
         var template = encodings.Count > 1 ? Pair : Single;
         var result = new Encoding(encodings.Sum(e => e.Length) + 4);
         foreach (var piece in template)
@@ -59,7 +84,7 @@ public sealed class BertProcessor((string Token, int Id) sep, (string Token, int
     {
         if (!addSpecialTokens)
             return encodings;
-        var result = new Encoding();
+        var result = new Encoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
         result.Add(Cls.Id, Cls.Token, 0, (0, 0), -1, -1, special: true);
         result.Append(encodings[0], 0);
         result.Add(Sep.Id, Sep.Token, 0, (0, 0), -1, -1, special: true);
@@ -88,7 +113,7 @@ public sealed class RobertaProcessor((string Token, int Id) sep, (string Token, 
         encodings = _trim.Process(encodings, addSpecialTokens);
         if (!addSpecialTokens)
             return encodings;
-        var result = new Encoding();
+        var result = new Encoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
         result.Add(Cls.Id, Cls.Token, 0, (0, 0), -1, -1, special: true);
         result.Append(encodings[0], 0);
         result.Add(Sep.Id, Sep.Token, 0, (0, 0), -1, -1, special: true);
@@ -124,8 +149,8 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
         var space = ByteLevelAlphabet.ByteToChar[' '];
         for (var i = 0; i < encoding.Length; i++)
         {
-            var token = encoding.TokenList[i];
-            var (start, end) = encoding.OffsetList[i];
+            var token = encoding.Entries[i].Token;
+            var (start, end) = encoding.Entries[i].Offsets;
             var leading = 0;
             while (leading < token.Length && (token[leading] == space || char.IsWhiteSpace(token[leading])))
                 leading++;
@@ -136,7 +161,7 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
                 start = Math.Min(start + leading, end);
             if (trailing > 0 && end >= trailing)
                 end = Math.Max(end - trailing, start);
-            encoding.OffsetList[i] = (start, end);
+            encoding.SetOffsets(i, (start, end));
         }
         foreach (var overflow in encoding.OverflowList)
             Trim(overflow);

@@ -350,20 +350,25 @@ public sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : 
         return last > i ? last : wsEnd;
     }
 
+    // Bytes that GPT-2's alphabet maps to themselves (the other ASCII ones are space and control chars).
+    private static readonly System.Buffers.SearchValues<char> PrintableAscii = System.Buffers.SearchValues.Create(
+        Enumerable.Range(0x21, 0x7F - 0x21).Select(c => (char)c).ToArray());
+
     private static NormalizedString ToBytes(NormalizedString piece)
     {
-        var text = piece.Text;
-        var ascii = true;
-        foreach (var c in text)
-            if (c > 0x20 && c < 0x7F)
-                continue;
-            else
-            {
-                ascii = false;
-                break;
-            }
-        if (ascii)
+        // ASCII chars are one byte each: the mapping is char for char and the alignment stays as it is.
+        if (System.Text.Ascii.IsValid(piece.Span))
+        {
+            if (piece.Span.ContainsAnyExcept(PrintableAscii))
+                piece.ReplaceSameLength(string.Create(piece.Length, piece, static (chars, p) =>
+                {
+                    var source = p.Span;
+                    for (var i = 0; i < chars.Length; i++)
+                        chars[i] = ByteLevelAlphabet.ByteToChar[source[i]];
+                }));
             return piece;
+        }
+        var text = piece.Text;
         var builder = new NormalizedString.Builder(text.Length * 2);
         Span<byte> bytes = stackalloc byte[4];
         for (var i = 0; i < text.Length;)

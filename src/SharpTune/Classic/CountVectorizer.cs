@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -62,57 +63,63 @@ public class CountVectorizer
 
     protected CsrMatrix FitCounts(IReadOnlyList<string> documents)
     {
-        // Provisional ids in order of first appearance; scikit-learn then sorts the terms and prunes by frequency.
-        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
-        var lookup = vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
-        var rows = new List<(int Term, double Count)>[documents.Count];
-        var documentFrequency = new List<int>();
-        var totals = new List<double>();
-        var counts = new Dictionary<int, int>();
-        for (var d = 0; d < documents.Count; d++)
+        // Chunks of documents are counted in parallel, each with its own provisional vocabulary; the chunk vocabularies
+        // are then merged (one lookup per distinct term and chunk, not per occurrence). scikit-learn then prunes by
+        // document frequency, sorts the terms and numbers the columns in that order.
+        var chunks = Partition(documents.Count);
+        var parts = new (Dictionary<string, int> Vocabulary, RowBlock Rows)[chunks.Count];
+        Parallel.For(0, chunks.Count, c =>
         {
-            counts.Clear();
-            Analyzer.Analyze(documents[d], feature =>
+            var local = new Dictionary<string, int>(StringComparer.Ordinal);
+            var lookup = local.GetAlternateLookup<ReadOnlySpan<char>>();
+            parts[c] = (local, CountRows(documents, chunks[c], [MethodImpl(MethodImplOptions.AggressiveOptimization)] (ReadOnlySpan<char> feature) =>
             {
                 if (!lookup.TryGetValue(feature, out var id))
                 {
-                    id = vocabulary.Count;
+                    id = local.Count;
                     lookup[feature] = id;
-                    documentFrequency.Add(0);
-                    totals.Add(0);
                 }
-                counts[id] = counts.GetValueOrDefault(id) + 1;
-            });
-            var row = new List<(int, double)>(counts.Count);
-            foreach (var (id, count) in counts)
+                return id;
+            }));
+        });
+        var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (local, rows) in parts)
+        {
+            var toGlobal = new int[local.Count];
+            foreach (var (term, id) in local)
             {
-                documentFrequency[id]++;
-                totals[id] += count;
-                row.Add((id, Options.Binary ? 1 : count));
+                if (!vocabulary.TryGetValue(term, out var global))
+                    vocabulary[term] = global = vocabulary.Count;
+                toGlobal[id] = global;
             }
-            rows[d] = row;
+            for (var p = 0; p < rows.Indices.Count; p++)
+                rows.Indices[p] = toGlobal[rows.Indices[p]];
         }
         if (vocabulary.Count == 0)
             throw new ArgumentException("empty vocabulary; perhaps the documents only contain stop words");
 
+        var documentFrequency = new int[vocabulary.Count];
+        var totals = new double[vocabulary.Count];
+        foreach (var (_, rows) in parts)
+            for (var p = 0; p < rows.Indices.Count; p++)
+            {
+                documentFrequency[rows.Indices[p]]++;
+                totals[rows.Indices[p]] += rows.Values[p];
+            }
         var terms = new string[vocabulary.Count];
         foreach (var (term, id) in vocabulary)
             terms[id] = term;
         var keep = SelectTerms(terms, documentFrequency, totals, documents.Count);
-        var kept = keep.Select(id => (Term: terms[id], Id: id)).ToList();
-        kept.Sort((a, b) => CodePointComparer.Instance.Compare(a.Term, b.Term));
+        keep.Sort((a, b) => CodePointComparer.Instance.Compare(terms[a], terms[b]));
         var remap = new int[vocabulary.Count];
         Array.Fill(remap, -1);
-        for (var column = 0; column < kept.Count; column++)
-            remap[kept[column].Id] = column;
-        _features = kept.Select(k => k.Term).ToArray();
-        _vocabulary = new Dictionary<string, int>(_features.Length, StringComparer.Ordinal);
-        for (var column = 0; column < _features.Length; column++)
-            _vocabulary[_features[column]] = column;
-        return BuildCsr(rows.Select(row => row.Where(e => remap[e.Term] >= 0).Select(e => (remap[e.Term], e.Count))).ToList(), _features.Length);
+        for (var column = 0; column < keep.Count; column++)
+            remap[keep[column]] = column;
+        SetVocabulary(keep.Select(id => terms[id]).ToArray());
+        return Assemble(parts.Select(p => p.Rows).ToList(), keep.Count, remap);
     }
 
-    private List<int> SelectTerms(string[] terms, List<int> documentFrequency, List<double> totals, int documents)
+    private List<int> SelectTerms(string[] terms, int[] documentFrequency, double[] totals, int documents)
     {
         var maxCount = Options.MaxDf.DocumentCount(documents);
         var minCount = Options.MinDf.DocumentCount(documents);
@@ -138,37 +145,79 @@ public class CountVectorizer
     protected CsrMatrix Counts(IReadOnlyList<string> documents)
     {
         var vocabulary = _vocabulary ?? throw NotFitted();
-        var lookup = vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
-        var rows = new List<(int, double)>[documents.Count];
-        Parallel.For(0, documents.Count, () => new Dictionary<int, int>(), (d, _, counts) =>
+        var chunks = Partition(documents.Count);
+        var parts = new RowBlock[chunks.Count];
+        Parallel.For(0, chunks.Count, c =>
         {
-            counts.Clear();
-            Analyzer.Analyze(documents[d], feature =>
-            {
-                if (lookup.TryGetValue(feature, out var column))
-                    counts[column] = counts.GetValueOrDefault(column) + 1;
-            });
-            rows[d] = counts.Select(c => (c.Key, Options.Binary ? 1.0 : c.Value)).ToList();
-            return counts;
-        }, _ => { });
-        return BuildCsr(rows, vocabulary.Count);
+            var lookup = vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
+            parts[c] = CountRows(documents, chunks[c], feature => lookup.TryGetValue(feature, out var column) ? column : -1);
+        });
+        return Assemble(parts, vocabulary.Count, remap: null);
     }
 
-    private static CsrMatrix BuildCsr(IReadOnlyList<IEnumerable<(int Column, double Value)>> rows, int columns)
+    /// <summary>Rows of a chunk of documents: per row, the distinct term ids and their counts.</summary>
+    private sealed record RowBlock(List<int> Pointers, List<int> Indices, List<double> Values);
+
+    private static List<(int Start, int End)> Partition(int documents)
     {
-        var pointers = new int[rows.Count + 1];
-        var indices = new List<int>();
-        var values = new List<double>();
-        for (var r = 0; r < rows.Count; r++)
+        var chunks = Math.Max(1, Math.Min(Environment.ProcessorCount * 2, documents / 512));
+        return Enumerable.Range(0, chunks).Select(c => ((int)((long)documents * c / chunks), (int)((long)documents * (c + 1) / chunks))).ToList();
+    }
+
+    /// <summary>Counts the features of documents [start, end); <paramref name="idOf"/> maps a feature to its id, or -1
+    /// to ignore it (unknown at transform time).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private RowBlock CountRows(IReadOnlyList<string> documents, (int Start, int End) range, Func<ReadOnlySpan<char>, int> idOf)
+    {
+        var block = new RowBlock([0], new List<int>(), new List<double>());
+        var counts = new Dictionary<int, int>();
+        // Called once per feature occurrence: compiled optimised from the first call (no tier-0 phase).
+        Action<ReadOnlySpan<char>> count = [MethodImpl(MethodImplOptions.AggressiveOptimization)] (ReadOnlySpan<char> feature) =>
         {
-            foreach (var (column, value) in rows[r].OrderBy(e => e.Column))
+            var id = idOf(feature);
+            if (id >= 0)
+                counts[id] = counts.GetValueOrDefault(id) + 1;
+        };
+        for (var d = range.Start; d < range.End; d++)
+        {
+            counts.Clear();
+            Analyzer.Analyze(documents[d], count);
+            foreach (var (id, n) in counts)
             {
-                indices.Add(column);
-                values.Add(value);
+                block.Indices.Add(id);
+                block.Values.Add(Options.Binary ? 1 : n);
             }
-            pointers[r + 1] = indices.Count;
+            block.Pointers.Add(block.Indices.Count);
         }
-        return new CsrMatrix(rows.Count, columns, pointers, indices.ToArray(), values.ToArray());
+        return block;
+    }
+
+    /// <summary>One CSR matrix from the blocks, columns renumbered by <paramref name="remap"/> (-1 drops a term) and
+    /// sorted within each row.</summary>
+    private static CsrMatrix Assemble(IReadOnlyList<RowBlock> blocks, int columns, int[]? remap)
+    {
+        var rows = blocks.Sum(b => b.Pointers.Count - 1);
+        var pointers = new int[rows + 1];
+        var indices = new int[blocks.Sum(b => b.Indices.Count)];
+        var values = new double[indices.Length];
+        var row = 0;
+        var at = 0;
+        foreach (var block in blocks)
+            for (var r = 0; r + 1 < block.Pointers.Count; r++)
+            {
+                var start = at;
+                for (var p = block.Pointers[r]; p < block.Pointers[r + 1]; p++)
+                {
+                    var column = remap is null ? block.Indices[p] : remap[block.Indices[p]];
+                    if (column < 0)
+                        continue;
+                    indices[at] = column;
+                    values[at++] = block.Values[p];
+                }
+                indices.AsSpan(start, at - start).Sort(values.AsSpan(start, at - start));
+                pointers[++row] = at;
+            }
+        return new CsrMatrix(rows, columns, pointers, indices[..at], values[..at]);
     }
 
     protected void SetVocabulary(IReadOnlyList<string> features)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace SharpTune.Classic;
 
 /// <summary>A feature matrix a classic model can train on: sparse (<see cref="CsrMatrix"/>) or dense
@@ -84,6 +85,7 @@ public sealed class CsrMatrix : IFeatureMatrix
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MultiplyRow(int row, ReadOnlySpan<double> weights, int outputs, Span<double> result)
     {
         var indices = RowIndices(row);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 
 namespace SharpTune.Classic;
@@ -187,6 +188,7 @@ public sealed class LogisticRegression
         private readonly double _totalWeight = weights.Sum();
         private readonly int[] _labels = y.ToArray();
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public double Evaluate(double[] parameters, double[] gradient)
         {
             var coefficientCount = x.Columns * outputs;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -117,6 +118,7 @@ public sealed class TextAnalyzer
         return features;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WordNgrams(IReadOnlyList<string> tokens, Action<ReadOnlySpan<char>> emit)
     {
         if (_stopWords is not null)
@@ -178,6 +180,7 @@ public sealed class TextAnalyzer
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void EmitBuilder(StringBuilder buffer, Action<ReadOnlySpan<char>> emit)
     {
         Span<char> stack = buffer.Length <= 256 ? stackalloc char[buffer.Length] : new char[buffer.Length];
@@ -235,6 +238,7 @@ public sealed class TextAnalyzer
 
     /// <summary>The default pattern <c>\b\w\w+\b</c> is "maximal runs of two or more word characters"; a scanner
     /// gives that without a regex, with Python's definition of a word character.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static List<string> DefaultTokens(string text)
     {
         var tokens = new List<string>();
@@ -275,6 +279,7 @@ public sealed class TextAnalyzer
 
     /// <summary>Python's <c>\w</c> for str patterns: <c>str.isalnum()</c> or underscore (letters, and the
     /// decimal, digit and numeric categories; not the combining marks .NET's <c>\w</c> adds).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static bool IsPythonWordCharacter(Rune rune)
     {
         if (rune.Value == '_')

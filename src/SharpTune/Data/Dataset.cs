@@ -132,13 +132,20 @@ public sealed class Dataset
         var random = new Random(seed);
         var test = new List<int>();
         var train = new List<int>();
-        foreach (var group in Groups(stratifyBy))
+        var groups = Groups(stratifyBy).Select(g => g.ToArray()).ToList();
+        var testCount = (int)Math.Ceiling(testSize * Count);
+        // Each group gets its share of the test rows, rounded down; the rows left over go to the groups with the
+        // largest remainders, so the test part has exactly ceil(testSize * n) rows (as scikit-learn).
+        var shares = groups.Select(g => (double)testCount * g.Length / Count).ToArray();
+        var takes = shares.Select(s => (int)Math.Floor(s)).ToArray();
+        foreach (var g in Enumerable.Range(0, groups.Count).OrderByDescending(g => shares[g] - takes[g]).Take(testCount - takes.Sum()))
+            takes[g]++;
+        for (var g = 0; g < groups.Count; g++)
         {
-            var members = group.ToArray();
+            var members = groups[g];
             random.Shuffle(members);
-            var take = stratifyBy is null ? (int)Math.Ceiling(testSize * Count) : (int)Math.Round(testSize * members.Length, MidpointRounding.AwayFromZero);
-            test.AddRange(members[..Math.Min(take, members.Length)]);
-            train.AddRange(members[Math.Min(take, members.Length)..]);
+            test.AddRange(members[..takes[g]]);
+            train.AddRange(members[takes[g]..]);
         }
         test.Sort();
         train.Sort();

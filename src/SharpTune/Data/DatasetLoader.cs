@@ -49,10 +49,10 @@ public sealed class BadRowsException(IReadOnlyList<BadRow> rows, string hint)
 /// <summary>A dataset and the rows skipped while reading it.</summary>
 public sealed record LoadedDataset(Dataset Dataset, IReadOnlyList<BadRow> BadRows);
 
-/// <summary>Reads CSV, TSV (CsvHelper: RFC 4180 quoting, embedded newlines), JSON Lines and Parquet (Parquet.Net) into
+/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (Parquet.Net) into
 /// a <see cref="Dataset"/> of strings. UTF-8 with or without BOM. Without an explicit choice a CSV/TSV's first row is
-/// a header when it holds all expected column names, or when it has no numeric field, its fields are distinct short
-/// names and a later row differs (a numeric field under a non-numeric name, or a long text).</summary>
+/// a header when it holds all expected column names, or else unless it looks like data (a numeric, empty or long
+/// field, or repeated values).</summary>
 public static class DatasetLoader
 {
     public static Dataset Load(string path, DatasetLoadOptions? options = null) => LoadWithReport(path, options).Dataset;
@@ -101,6 +101,9 @@ public static class DatasetLoader
             MalformedData = CsvMalformedDataHandling.Recover,
             FieldCountMismatch = CsvFieldCountHandling.Allow,
             SkipEmptyLines = true,
+            // TSV fields cannot hold line breaks (IANA text/tab-separated-values); refusing them there keeps one
+            // unbalanced quote in a message (SMS Spam has three) from swallowing the lines after it.
+            AllowLineBreaksInQuotes = delimiter != '\t',
         };
         using (var reader = CsvReader.FromFile(path, csv))
             while (reader.Read())
@@ -137,10 +140,8 @@ public static class DatasetLoader
         var first = records[0].Fields.Select(f => f.Trim()).ToArray();
         if (expected.Count > 0 && expected.All(e => first.Contains(e, StringComparer.Ordinal)))
             return true;
-        if (first.Any(f => f.Length == 0 || f.Length > 64 || IsNumber(f)) || first.Distinct().Count() != first.Length)
-            return false;
-        // A header row differs from the data below it: a number under a name, or a text much longer than a name.
-        return records.Skip(1).Take(50).Any(r => r.Fields.Where((value, c) => c < first.Length && (IsNumber(value) || value.Length > 64)).Any());
+        // Like pandas, a header unless the first row looks like data: a number, an empty or long field, or repeated names.
+        return !first.Any(f => f.Length == 0 || f.Length > 64 || IsNumber(f)) && first.Distinct().Count() == first.Length;
     }
 
     private static bool IsNumber(string text) => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
@@ -214,7 +215,8 @@ public static class DatasetLoader
         if (field.IsArray)
             throw new InvalidDataException($"{path}: column '{field.Name}' is a list; only flat columns can be read");
         var type = Nullable.GetUnderlyingType(field.ClrType) ?? field.ClrType;
-        if (type == typeof(string))
+        // Parquet.Net 6 describes UTF-8 columns as ReadOnlyMemory<char>; they read as strings.
+        if (type == typeof(string) || type == typeof(ReadOnlyMemory<char>))
         {
             var values = new string?[rows];
             await rowGroup.ReadAsync(field, values.AsMemory());

@@ -39,6 +39,8 @@ public static class AutoModel
         var model = registration.Create(config);
         try
         {
+            if (Quantization.Quantizer.IsQuantized(config))
+                Quantization.Quantizer.LoadQuantizedLayers(model, checkpoint);
             report = model.LoadWeights(checkpoint);
             if (dtype is { } target)
                 model.to(target);

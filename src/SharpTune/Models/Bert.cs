@@ -42,8 +42,6 @@ public abstract class BertPreTrainedModel : PreTrainedModel
 
     private protected BertPreTrainedModel(string name, PretrainedConfig config, BertVariant variant) : base(name, config) => _variant = variant;
 
-    private protected BertVariant Variant => _variant;
-
     public override string BaseModelPrefix => _variant == BertVariant.Roberta ? "roberta" : "bert";
 
     protected override void InitializeMissing(string name, Tensor parameter)
@@ -107,9 +105,9 @@ internal sealed class BertEmbeddings : nn.Module
 /// <summary>Query/key/value projections around the shared scaled-dot-product attention.</summary>
 internal sealed class BertSelfAttention : nn.Module
 {
-    private readonly Linear query;
-    private readonly Linear key;
-    private readonly Linear value;
+    private readonly nn.Module<Tensor, Tensor> query;
+    private readonly nn.Module<Tensor, Tensor> key;
+    private readonly nn.Module<Tensor, Tensor> value;
     private readonly int _heads;
     private readonly double _dropout;
 
@@ -137,7 +135,7 @@ internal sealed class BertSelfAttention : nn.Module
 /// <summary>dense → dropout → LayerNorm(x + residual): the post-norm sublayer output of BERT.</summary>
 internal sealed class BertResidualOutput : nn.Module
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
@@ -179,7 +177,7 @@ internal sealed class BertAttention : nn.Module
 
 internal sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly Func<Tensor, Tensor> _activation;
 
     public BertIntermediate(PretrainedConfig config) : base(nameof(BertIntermediate))
@@ -244,7 +242,7 @@ internal sealed class BertEncoder : nn.Module
 /// <summary>tanh(dense(first token)): BERT's pooled sentence representation.</summary>
 internal sealed class BertPooler : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
 
     public BertPooler(PretrainedConfig config) : base(nameof(BertPooler))
     {
@@ -268,11 +266,11 @@ public class BertModel : BertPreTrainedModel
     private readonly BertEncoder encoder;
     private readonly BertPooler? pooler;
 
-    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(config, addPoolingLayer, BertVariant.Bert)
+    public BertModel(PretrainedConfig config, bool addPoolingLayer = true) : this(nameof(BertModel), config, addPoolingLayer, BertVariant.Bert)
     {
     }
 
-    private protected BertModel(PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(nameof(BertModel), config, variant)
+    private protected BertModel(string name, PretrainedConfig config, bool addPoolingLayer, BertVariant variant) : base(name, config, variant)
     {
         embeddings = new BertEmbeddings(config, variant);
         encoder = new BertEncoder(config);
@@ -312,7 +310,7 @@ public sealed class BertForSequenceClassification : BertPreTrainedModel
 {
     private readonly BertModel bert;
     private readonly Dropout dropout;
-    private readonly Linear classifier;
+    private readonly nn.Module<Tensor, Tensor> classifier;
 
     public BertForSequenceClassification(PretrainedConfig config) : base(nameof(BertForSequenceClassification), config, BertVariant.Bert)
     {
@@ -342,7 +340,7 @@ public sealed class BertForSequenceClassification : BertPreTrainedModel
 /// <summary>dense → activation → LayerNorm before the vocabulary projection (<c>cls.predictions.transform</c>).</summary>
 internal sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly LayerNorm LayerNorm;
     private readonly Func<Tensor, Tensor> _activation;
 

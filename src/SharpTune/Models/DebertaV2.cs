@@ -130,9 +130,9 @@ internal sealed class DebertaV2Embeddings : nn.Module
 /// </summary>
 internal sealed class DisentangledSelfAttention : nn.Module
 {
-    private readonly Linear query_proj;
-    private readonly Linear key_proj;
-    private readonly Linear value_proj;
+    private readonly nn.Module<Tensor, Tensor> query_proj;
+    private readonly nn.Module<Tensor, Tensor> key_proj;
+    private readonly nn.Module<Tensor, Tensor> value_proj;
     private readonly Linear? pos_key_proj;
     private readonly Linear? pos_query_proj;
     private readonly Dropout pos_dropout;
@@ -219,7 +219,7 @@ internal sealed class DisentangledSelfAttention : nn.Module
 /// <summary>dense → dropout → LayerNorm(x + residual).</summary>
 internal sealed class DebertaV2ResidualOutput : nn.Module
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
@@ -261,7 +261,7 @@ internal sealed class DebertaV2Attention : nn.Module
 
 internal sealed class DebertaV2Intermediate : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly Func<Tensor, Tensor> _activation;
 
     public DebertaV2Intermediate(PretrainedConfig config) : base(nameof(DebertaV2Intermediate))
@@ -379,7 +379,7 @@ public sealed class DebertaV2Model : DebertaV2PreTrainedModel
 /// <summary>First token → dropout → dense → <c>pooler_hidden_act</c> (<c>pooler.*</c>).</summary>
 internal sealed class ContextPooler : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly Dropout dropout;
     private readonly Func<Tensor, Tensor> _activation;
 

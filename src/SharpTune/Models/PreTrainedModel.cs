@@ -25,6 +25,9 @@ public abstract class PreTrainedModel : nn.Module
 
     public abstract ModelOutput Forward(ModelInputs inputs);
 
+    /// <summary>The transformers class name written to <c>architectures</c> on save: every model passes it as its module name.</summary>
+    public string ArchitectureName => GetName();
+
     /// <summary>Initialises one parameter the checkpoint did not provide, as transformers' _init_weights does.</summary>
     protected virtual void InitializeMissing(string name, Tensor parameter)
     {
@@ -41,6 +44,16 @@ public abstract class PreTrainedModel : nn.Module
     /// <summary>Re-points tied parameters after loading (e.g. the LM head to the input embeddings).</summary>
     protected virtual void TieWeights()
     {
+    }
+
+    /// <summary>Initialises every floating parameter as transformers' _init_weights does (training from scratch),
+    /// then ties weights.</summary>
+    public void InitializeWeights()
+    {
+        foreach (var (name, parameter) in named_parameters())
+            if (!TiedParameterNames.Contains(name) && parameter.is_floating_point())
+                InitializeMissing(name, parameter);
+        TieWeights();
     }
 
     public long ParameterCount(bool trainableOnly = false) =>
@@ -116,6 +129,8 @@ public abstract class PreTrainedModel : nn.Module
             tensors.Add(new(name, Convert(buffer, dtype)));
 
         var config = Config.Clone();
+        // transformers records the saved class, so a classifier fine-tuned from a masked-LM checkpoint reloads as a classifier.
+        config.Set("architectures", new System.Text.Json.Nodes.JsonArray(ArchitectureName));
         var stored = dtype ?? parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
         config.DType = TorchRuntime.DTypeName(stored);
         ShardedSafeTensors.Save(directory, tensors, maxShardBytes);

@@ -19,14 +19,14 @@ public static class Roberta
 }
 
 /// <summary><c>RobertaModel</c>: the BERT encoder with RoBERTa's position numbering, under the "roberta" prefix.</summary>
-public sealed class RobertaModel(PretrainedConfig config, bool addPoolingLayer = true) : BertModel(config, addPoolingLayer, BertVariant.Roberta);
+public sealed class RobertaModel(PretrainedConfig config, bool addPoolingLayer = true) : BertModel(nameof(RobertaModel), config, addPoolingLayer, BertVariant.Roberta);
 
 /// <summary>dropout → dense → tanh → dropout → out_proj on the first token (<c>classifier.*</c>).</summary>
 internal sealed class RobertaClassificationHead : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear dense;
+    private readonly nn.Module<Tensor, Tensor> dense;
     private readonly Dropout dropout;
-    private readonly Linear out_proj;
+    private readonly nn.Module<Tensor, Tensor> out_proj;
 
     public RobertaClassificationHead(PretrainedConfig config) : base(nameof(RobertaClassificationHead))
     {

@@ -228,6 +228,7 @@ public sealed class Trainer
     private Optimizer CreateOptimizer(IReadOnlyList<ParameterGroup> groups) => Args.Optimizer switch
     {
         OptimizerType.AdamW => new AdamW(groups, Args.AdamBeta1, Args.AdamBeta2, Args.AdamEpsilon),
+        OptimizerType.AdamW8Bit => new AdamW(groups, Args.AdamBeta1, Args.AdamBeta2, Args.AdamEpsilon, eightBitStates: true),
         OptimizerType.Sgd => new Sgd(groups, Args.SgdMomentum),
         _ => throw new ArgumentOutOfRangeException(nameof(Args.Optimizer), Args.Optimizer, null),
     };

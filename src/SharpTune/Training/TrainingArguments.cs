@@ -13,6 +13,8 @@ public enum IntervalStrategy
 public enum OptimizerType
 {
     AdamW,
+    /// <summary>AdamW with 8-bit blockwise-quantized moments (bitsandbytes' AdamW8bit).</summary>
+    AdamW8Bit,
     Sgd,
 }
 

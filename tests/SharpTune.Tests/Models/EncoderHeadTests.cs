@@ -129,4 +129,34 @@ public class EncoderHeadTests
         var expected = -(distribution.Logits!.log_softmax(1) * soft).sum(1).mean();
         Assert.Equal(expected.item<float>(), distribution.Loss!.item<float>(), 5);
     }
+
+    [Fact]
+    public void DistilBertSinusoidalPositionsAreInitialisedAsTransformersDoes()
+    {
+        var directory = Support.RepoPaths.NewTempDirectory();
+        try
+        {
+            var config = PretrainedConfig.FromDirectory(EncoderFixture.Directory("distilbert-seqcls"));
+            config.Set("sinusoidal_pos_embds", true);
+            config.Save(directory);
+            using (var source = Checkpoint.Open(EncoderFixture.Directory("distilbert-seqcls")))
+            {
+                var kept = source.Names.Where(n => !n.Contains("position_embeddings")).Select(n => new KeyValuePair<string, Tensor>(n, source.Load(n))).ToList();
+                SafeTensorsWriter.Save(Path.Combine(directory, Checkpoint.SingleFile), kept);
+                kept.ForEach(t => t.Value.Dispose());
+            }
+            using var model = AutoModel.FromPretrained(directory, out var report);
+            Assert.Equal(["distilbert.embeddings.position_embeddings.weight"], report.Initialized);
+            using var table = model.named_parameters().Single(p => p.name == "distilbert.embeddings.position_embeddings.weight").parameter.detach();
+            var angle = 3 / Math.Pow(10000, 4.0 / 64); // position 3, dimensions 4 (sin) and 5 (cos) share the pair index 2
+            Assert.Equal(Math.Sin(angle), table[3, 4].item<float>(), 5);
+            Assert.Equal(Math.Cos(angle), table[3, 5].item<float>(), 5);
+            Assert.Equal(0f, table[0, 0].item<float>());
+            Assert.Equal(1f, table[0, 1].item<float>());
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }

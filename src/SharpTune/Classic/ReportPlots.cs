@@ -1,0 +1,34 @@
+using ScottPlot;
+
+namespace SharpTune.Classic;
+
+/// <summary>Line charts of curves (ROC, precision-recall) as PNG files, with ScottPlot.</summary>
+internal static class ReportPlots
+{
+    public static void Save(string path, string title, string xLabel, string yLabel,
+        IReadOnlyList<(string Label, double[] X, double[] Y)> series, bool diagonal)
+    {
+        var plot = new Plot();
+        foreach (var (label, x, y) in series)
+        {
+            var line = plot.Add.ScatterLine(x, y);
+            line.LegendText = label;
+            line.LineWidth = 2;
+        }
+        if (diagonal)
+        {
+            var chance = plot.Add.Line(0, 0, 1, 1);
+            chance.LinePattern = LinePattern.Dashed;
+            chance.Color = Colors.Gray;
+            chance.LegendText = "chance";
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.Axes.SetLimits(0, 1, 0, 1.02);
+        plot.ShowLegend(Alignment.LowerRight);
+        var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileNameWithoutExtension(path)}.{Guid.NewGuid():N}.png");
+        plot.SavePng(temp, 640, 480);
+        File.Move(temp, path, overwrite: true);
+    }
+}

@@ -1,0 +1,49 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers;
+
+namespace SharpTune.Generation;
+
+/// <summary>
+/// Prompt text ↔ token ids for generation: the model folder's tokenizer, plus <c>add_bos_token</c> from
+/// tokenizer_config.json, which transformers' Llama tokenizers honour even when tokenizer.json has no
+/// post-processor adding BOS (stories260K's case). Decoding skips special tokens.
+/// </summary>
+public sealed class PromptTokenizer
+{
+    private PromptTokenizer(Tokenizer tokenizer, bool addBos)
+    {
+        Tokenizer = tokenizer;
+        AddBos = addBos;
+    }
+
+    public Tokenizer Tokenizer { get; }
+
+    /// <summary>True when prompts must start with the BOS id.</summary>
+    public bool AddBos { get; }
+
+    public static PromptTokenizer FromPretrained(string directory)
+    {
+        var tokenizer = AutoTokenizer.FromPretrained(directory);
+        var configPath = Path.Combine(directory, "tokenizer_config.json");
+        var addBos = false;
+        if (File.Exists(configPath))
+        {
+            var config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
+                         ?? throw new InvalidDataException($"{configPath}: not a JSON object");
+            addBos = config["add_bos_token"] is JsonValue value && value.TryGetValue<bool>(out var add) && add;
+        }
+        if (addBos && tokenizer.BosTokenId is null)
+            throw new InvalidDataException($"{configPath}: add_bos_token is true but the tokenizer has no BOS token");
+        return new PromptTokenizer(tokenizer, addBos);
+    }
+
+    public IReadOnlyList<long> Encode(string text)
+    {
+        var ids = Tokenizer.EncodeToIds(text).Select(id => (long)id).ToList();
+        if (AddBos && (ids.Count == 0 || ids[0] != Tokenizer.BosTokenId))
+            ids.Insert(0, Tokenizer.BosTokenId!.Value);
+        return ids;
+    }
+
+    public string Decode(IReadOnlyList<long> ids) => Tokenizer.Decode(ids.Select(id => checked((int)id)));
+}
