@@ -78,34 +78,13 @@ public sealed class GptNeoXAttention : nn.Module
     }
 }
 
-/// <summary>GPT-NeoX MLP: dense_4h_to_h(act(dense_h_to_4h(x))).</summary>
-public sealed class GptNeoXMlp : nn.Module<Tensor, Tensor>
-{
-    private readonly nn.Module<Tensor, Tensor> _up;
-    private readonly nn.Module<Tensor, Tensor> _down;
-    private readonly Func<Tensor, Tensor> _activation;
-
-    public GptNeoXMlp(GptNeoXOptions options) : base(nameof(GptNeoXMlp))
-    {
-        _activation = Activations.Get(options.HiddenAct);
-        register_module("dense_h_to_4h", _up = nn.Linear(options.HiddenSize, options.IntermediateSize));
-        register_module("dense_4h_to_h", _down = nn.Linear(options.IntermediateSize, options.HiddenSize));
-    }
-
-    public override Tensor forward(Tensor input)
-    {
-        using var scope = NewDisposeScope();
-        return _down.forward(_activation(_up.forward(input))).MoveToOuterDisposeScope();
-    }
-}
-
 /// <summary>GPT-NeoX layer: parallel residual x + attn(ln1(x)) + mlp(ln2(x)) (Pythia), or the sequential form.</summary>
 public sealed class GptNeoXLayer : nn.Module
 {
     private readonly LayerNorm _inputNorm;
     private readonly LayerNorm _postAttentionNorm;
     private readonly GptNeoXAttention _attention;
-    private readonly GptNeoXMlp _mlp;
+    private readonly FeedForward _mlp;
     private readonly GptNeoXOptions _options;
 
     public GptNeoXLayer(GptNeoXOptions options, int layer) : base(nameof(GptNeoXLayer))
@@ -114,7 +93,7 @@ public sealed class GptNeoXLayer : nn.Module
         register_module("input_layernorm", _inputNorm = nn.LayerNorm(options.HiddenSize, options.LayerNormEps));
         register_module("post_attention_layernorm", _postAttentionNorm = nn.LayerNorm(options.HiddenSize, options.LayerNormEps));
         register_module("attention", _attention = new GptNeoXAttention(options, layer));
-        register_module("mlp", _mlp = new GptNeoXMlp(options));
+        register_module("mlp", _mlp = new FeedForward(options.HiddenSize, options.IntermediateSize, options.HiddenAct, "dense_h_to_4h", "dense_4h_to_h"));
     }
 
     public Tensor Forward(Tensor hidden, DecoderContext context)

@@ -92,32 +92,11 @@ public sealed class PhiAttention : nn.Module
     }
 }
 
-/// <summary>Phi MLP: fc2(act(fc1(x))).</summary>
-public sealed class PhiMlp : nn.Module<Tensor, Tensor>
-{
-    private readonly nn.Module<Tensor, Tensor> _fc1;
-    private readonly nn.Module<Tensor, Tensor> _fc2;
-    private readonly Func<Tensor, Tensor> _activation;
-
-    public PhiMlp(PhiOptions options) : base(nameof(PhiMlp))
-    {
-        _activation = Activations.Get(options.HiddenAct);
-        register_module("fc1", _fc1 = nn.Linear(options.HiddenSize, options.IntermediateSize));
-        register_module("fc2", _fc2 = nn.Linear(options.IntermediateSize, options.HiddenSize));
-    }
-
-    public override Tensor forward(Tensor input)
-    {
-        using var scope = NewDisposeScope();
-        return _fc2.forward(_activation(_fc1.forward(input))).MoveToOuterDisposeScope();
-    }
-}
-
 /// <summary>Phi's parallel block: one LayerNorm feeds both attention and MLP; x + attn(n) + mlp(n).</summary>
 public sealed class PhiDecoderLayer : nn.Module
 {
     private readonly PhiAttention _attention;
-    private readonly PhiMlp _mlp;
+    private readonly FeedForward _mlp;
     private readonly LayerNorm _inputNorm;
     private readonly double _residualDropout;
 
@@ -125,7 +104,7 @@ public sealed class PhiDecoderLayer : nn.Module
     {
         _residualDropout = options.ResidualDropout;
         register_module("self_attn", _attention = new PhiAttention(options, layer));
-        register_module("mlp", _mlp = new PhiMlp(options));
+        register_module("mlp", _mlp = new FeedForward(options.HiddenSize, options.IntermediateSize, options.HiddenAct, "fc1", "fc2"));
         register_module("input_layernorm", _inputNorm = nn.LayerNorm(options.HiddenSize, options.LayerNormEps));
     }
 
