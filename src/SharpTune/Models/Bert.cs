@@ -132,39 +132,16 @@ internal sealed class BertSelfAttention : nn.Module
     }
 }
 
-/// <summary>dense → dropout → LayerNorm(x + residual): the post-norm sublayer output of BERT.</summary>
-internal sealed class BertResidualOutput : nn.Module
-{
-    private readonly nn.Module<Tensor, Tensor> dense;
-    private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
-
-    public BertResidualOutput(PretrainedConfig config, long inputSize) : base(nameof(BertResidualOutput))
-    {
-        var hidden = config.Require<long>("hidden_size");
-        dense = nn.Linear(inputSize, hidden);
-        LayerNorm = nn.LayerNorm(hidden, config.Get("layer_norm_eps", 1e-12));
-        dropout = nn.Dropout(config.Get("hidden_dropout_prob", 0.1));
-        RegisterComponents();
-    }
-
-    public Tensor Forward(Tensor hidden, Tensor residual)
-    {
-        using var scope = NewDisposeScope();
-        return LayerNorm.forward(dropout.forward(dense.forward(hidden)) + residual).MoveToOuterDisposeScope();
-    }
-}
-
 internal sealed class BertAttention : nn.Module
 {
     [ComponentName(Name = "self")]
     private readonly BertSelfAttention selfAttention;
-    private readonly BertResidualOutput output;
+    private readonly EncoderResidualOutput output;
 
     public BertAttention(PretrainedConfig config) : base(nameof(BertAttention))
     {
         selfAttention = new BertSelfAttention(config);
-        output = new BertResidualOutput(config, config.Require<long>("hidden_size"));
+        output = new EncoderResidualOutput(config, config.Require<long>("hidden_size"), config.Get("layer_norm_eps", 1e-12));
         RegisterComponents();
     }
 
@@ -175,36 +152,17 @@ internal sealed class BertAttention : nn.Module
     }
 }
 
-internal sealed class BertIntermediate : nn.Module<Tensor, Tensor>
-{
-    private readonly nn.Module<Tensor, Tensor> dense;
-    private readonly Func<Tensor, Tensor> _activation;
-
-    public BertIntermediate(PretrainedConfig config) : base(nameof(BertIntermediate))
-    {
-        dense = nn.Linear(config.Require<long>("hidden_size"), config.Require<long>("intermediate_size"));
-        _activation = Activations.Get(config.Get("hidden_act", "gelu"));
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor hidden)
-    {
-        using var projected = dense.forward(hidden);
-        return _activation(projected);
-    }
-}
-
 internal sealed class BertLayer : nn.Module
 {
     private readonly BertAttention attention;
-    private readonly BertIntermediate intermediate;
-    private readonly BertResidualOutput output;
+    private readonly EncoderIntermediate intermediate;
+    private readonly EncoderResidualOutput output;
 
     public BertLayer(PretrainedConfig config) : base(nameof(BertLayer))
     {
         attention = new BertAttention(config);
-        intermediate = new BertIntermediate(config);
-        output = new BertResidualOutput(config, config.Require<long>("intermediate_size"));
+        intermediate = new EncoderIntermediate(config);
+        output = new EncoderResidualOutput(config, config.Require<long>("intermediate_size"), config.Get("layer_norm_eps", 1e-12));
         RegisterComponents();
     }
 

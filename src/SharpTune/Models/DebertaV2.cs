@@ -216,39 +216,16 @@ internal sealed class DisentangledSelfAttention : nn.Module
     }
 }
 
-/// <summary>dense → dropout → LayerNorm(x + residual).</summary>
-internal sealed class DebertaV2ResidualOutput : nn.Module
-{
-    private readonly nn.Module<Tensor, Tensor> dense;
-    private readonly LayerNorm LayerNorm;
-    private readonly Dropout dropout;
-
-    public DebertaV2ResidualOutput(PretrainedConfig config, long inputSize) : base(nameof(DebertaV2ResidualOutput))
-    {
-        var hidden = config.Require<long>("hidden_size");
-        dense = nn.Linear(inputSize, hidden);
-        LayerNorm = nn.LayerNorm(hidden, DebertaV2.LayerNormEps(config));
-        dropout = nn.Dropout(config.Get("hidden_dropout_prob", 0.1));
-        RegisterComponents();
-    }
-
-    public Tensor Forward(Tensor hidden, Tensor residual)
-    {
-        using var scope = NewDisposeScope();
-        return LayerNorm.forward(dropout.forward(dense.forward(hidden)) + residual).MoveToOuterDisposeScope();
-    }
-}
-
 internal sealed class DebertaV2Attention : nn.Module
 {
     [TorchSharp.Utils.ComponentName(Name = "self")]
     private readonly DisentangledSelfAttention selfAttention;
-    private readonly DebertaV2ResidualOutput output;
+    private readonly EncoderResidualOutput output;
 
     public DebertaV2Attention(PretrainedConfig config) : base(nameof(DebertaV2Attention))
     {
         selfAttention = new DisentangledSelfAttention(config);
-        output = new DebertaV2ResidualOutput(config, config.Require<long>("hidden_size"));
+        output = new EncoderResidualOutput(config, config.Require<long>("hidden_size"), DebertaV2.LayerNormEps(config));
         RegisterComponents();
     }
 
@@ -259,36 +236,17 @@ internal sealed class DebertaV2Attention : nn.Module
     }
 }
 
-internal sealed class DebertaV2Intermediate : nn.Module<Tensor, Tensor>
-{
-    private readonly nn.Module<Tensor, Tensor> dense;
-    private readonly Func<Tensor, Tensor> _activation;
-
-    public DebertaV2Intermediate(PretrainedConfig config) : base(nameof(DebertaV2Intermediate))
-    {
-        dense = nn.Linear(config.Require<long>("hidden_size"), config.Require<long>("intermediate_size"));
-        _activation = Activations.Get(config.Get("hidden_act", "gelu"));
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor hidden)
-    {
-        using var projected = dense.forward(hidden);
-        return _activation(projected);
-    }
-}
-
 internal sealed class DebertaV2Layer : nn.Module
 {
     private readonly DebertaV2Attention attention;
-    private readonly DebertaV2Intermediate intermediate;
-    private readonly DebertaV2ResidualOutput output;
+    private readonly EncoderIntermediate intermediate;
+    private readonly EncoderResidualOutput output;
 
     public DebertaV2Layer(PretrainedConfig config) : base(nameof(DebertaV2Layer))
     {
         attention = new DebertaV2Attention(config);
-        intermediate = new DebertaV2Intermediate(config);
-        output = new DebertaV2ResidualOutput(config, config.Require<long>("intermediate_size"));
+        intermediate = new EncoderIntermediate(config);
+        output = new EncoderResidualOutput(config, config.Require<long>("intermediate_size"), DebertaV2.LayerNormEps(config));
         RegisterComponents();
     }
 
