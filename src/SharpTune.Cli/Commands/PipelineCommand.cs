@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using SharpTune.Cli.Infrastructure;
-using SharpTune.Pipeline;
+using SharpTune.StagedPipeline;
 using Spectre.Console;
 
 namespace SharpTune.Cli.Commands;

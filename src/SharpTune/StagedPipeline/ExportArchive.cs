@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using SharpTune.IO;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// A zip backup of an export folder with SHA-256 checksums: every file's digest is listed in a

@@ -1,7 +1,7 @@
-using SharpTune.Pipeline;
+using SharpTune.StagedPipeline;
 using SharpTune.Tests.Support;
 
-namespace SharpTune.Tests.Pipeline;
+namespace SharpTune.Tests.StagedPipeline;
 
 public class InstructionDataTests
 {

@@ -5,7 +5,7 @@ using SharpTune.Models;
 using SharpTune.Tokenizers;
 using static TorchSharp.torch;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>The files of a Hugging Face model folder besides config and weights, and helpers the stages share.</summary>
 public static class ModelFolder

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using SharpTune.Generation;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>One instruction-tuning example: the rendered prompt and the response the model should learn to write.
 /// <see cref="Line"/> is the 1-based line of the JSONL file it came from, for messages.</summary>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.RegularExpressions;
 using SharpTune.Tests.Support;
 
-namespace SharpTune.Tests.Pipeline;
+namespace SharpTune.Tests.StagedPipeline;
 
 /// <summary>Skips a test only when node is not installed (the S3 tests need s3rver, a node program).</summary>
 public sealed class RequiresNodeFactAttribute : FactAttribute

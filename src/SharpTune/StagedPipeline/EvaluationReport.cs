@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>Latency over repeated runs: mean and the 50th/95th percentiles (linear interpolation, as numpy).</summary>
 public sealed record LatencyStats(double MeanMs, double P50Ms, double P95Ms, int Runs)

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// One step of the pipeline. A stage writes its whole output into the work directory it is given; the runner moves

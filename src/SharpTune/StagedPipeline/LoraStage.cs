@@ -3,7 +3,7 @@ using SharpTune.Peft;
 using SharpTune.Training;
 using SharpTune.Training.Data;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// (3) Fine-tunes a LoRA adapter on the instruction data with the loss on response tokens only — on the full-precision

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// Everything a pipeline run depends on. Defaults are seed 001's: 4-bit NF4 with double quantization and bf16

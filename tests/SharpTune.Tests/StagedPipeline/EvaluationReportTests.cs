@@ -1,8 +1,8 @@
 using System.Text.Json;
-using SharpTune.Pipeline;
+using SharpTune.StagedPipeline;
 using SharpTune.Tests.Support;
 
-namespace SharpTune.Tests.Pipeline;
+namespace SharpTune.Tests.StagedPipeline;
 
 public class EvaluationReportTests
 {

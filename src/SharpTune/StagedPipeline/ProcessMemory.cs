@@ -1,4 +1,4 @@
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// Peak resident memory of this process over a span of work. On Linux the kernel's high-water mark (VmHWM) is reset

@@ -3,7 +3,7 @@ using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>Access keys for S3. <see cref="FromEnvironment"/> reads the standard AWS variables.</summary>
 public sealed record S3Credentials(string AccessKeyId, string SecretAccessKey, string? SessionToken = null)

@@ -2,10 +2,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
-using SharpTune.Pipeline;
+using SharpTune.StagedPipeline;
 using SharpTune.Tests.Support;
 
-namespace SharpTune.Tests.Pipeline;
+namespace SharpTune.Tests.StagedPipeline;
 
 /// <summary>
 /// The Hub client against a local fake of the Hub's HTTP API (HttpListener): checks the requests it builds —

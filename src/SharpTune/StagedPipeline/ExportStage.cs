@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using SharpTune.IO;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// (6) Exports every variant as a Hugging Face folder with a model card (training settings and the evaluation table),

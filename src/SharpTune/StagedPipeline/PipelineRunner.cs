@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.IO;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>How a stage ended in this run.</summary>
 public enum StageOutcome

@@ -5,7 +5,7 @@ using SharpTune.Models;
 using SharpTune.Quantization;
 using static TorchSharp.torch;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>The pipeline's stages, in order, and the names of their output folders.</summary>
 public static class PipelineStages

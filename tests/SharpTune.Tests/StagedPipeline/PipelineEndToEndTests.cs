@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using SharpTune.Models;
 using SharpTune.Peft;
-using SharpTune.Pipeline;
+using SharpTune.StagedPipeline;
 using SharpTune.Tests.Support;
 using static TorchSharp.torch;
 
-namespace SharpTune.Tests.Pipeline;
+namespace SharpTune.Tests.StagedPipeline;
 
 /// <summary>The whole pipeline, once, through the CLI on stories260K and the Dolly subset with a tiny setting.</summary>
 public sealed class TinyPipelineRun

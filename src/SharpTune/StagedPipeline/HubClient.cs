@@ -5,7 +5,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace SharpTune.Pipeline;
+namespace SharpTune.StagedPipeline;
 
 /// <summary>
 /// Uploads a folder to a Hugging Face Hub model repository over the Hub's HTTP API, as huggingface_hub's
