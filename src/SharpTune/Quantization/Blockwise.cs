@@ -6,7 +6,8 @@ namespace SharpTune.Quantization;
 /// <summary>
 /// Blockwise quantization as bitsandbytes does it: the flattened tensor is cut into blocks, each block is scaled by
 /// its absolute maximum into [-1, 1] and every value is replaced by the index of the nearest code-book entry
-/// (bucketing against the midpoints of the sorted code book). Works on any device; everything is computed in float32.
+/// (bucketing against the midpoints of the sorted code book; for 4 bits exactly the thresholds of bitsandbytes' CUDA
+/// kernels). Works on any device; everything is computed in float32.
 /// </summary>
 public static class Blockwise
 {
@@ -24,23 +25,31 @@ public static class Blockwise
         var (scaled, absmax) = ScaleBlocks(weight, blockSize);
         if (scaled.numel() % 2 == 1)
             scaled = nn.functional.pad(scaled, [0, 1]);
-        var codes = QuantCodebooks.FourBit(type);
-        // Sort the code book (FP4 is not sorted by code; -0 before +0 keeps the sign) and bucket against the midpoints.
-        var order = Enumerable.Range(0, 16).OrderBy(i => codes[i]).ThenBy(i => float.IsNegative(codes[i]) ? 0 : 1).ToArray();
-        var bounds = Enumerable.Range(0, 15).Select(i => (codes[order[i]] + codes[order[i + 1]]) / 2f).ToArray();
-        var bucket = scaled.bucketize(tensor(bounds).to(weight.device)).to(ScalarType.Int64);
-        var code = tensor(order.Select(i => (long)i).ToArray()).to(weight.device).index_select(0, bucket).view(-1, 2);
+        // bitsandbytes' CUDA decision trees (x > threshold picks the upper branch) as bucketing against their thresholds.
+        Tensor code;
+        if (type == FourBitType.Nf4)
+            code = scaled.bucketize(Table("nf4-thresholds", () => QuantCodebooks.Nf4Thresholds, weight.device));
+        else
+        {
+            var magnitude = scaled.abs().bucketize(Table("fp4-thresholds", () => QuantCodebooks.Fp4MagnitudeThresholds, weight.device));
+            var magnitudeCodes = tensor(QuantCodebooks.Fp4MagnitudeCodes.Select(c => (long)c).ToArray(), device: weight.device);
+            code = magnitudeCodes.index_select(0, magnitude) + scaled.lt(0).to(ScalarType.Int64) * 8;
+        }
+        code = code.view(-1, 2);
         var packed = (code[.., 0] * 16 + code[.., 1]).to(ScalarType.Byte).unsqueeze(1);
         return (packed.MoveToOuterDisposeScope(), absmax.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Inverse of <see cref="Quantize4Bit"/>: the tensor of <paramref name="shape"/> in <paramref name="dtype"/>.</summary>
-    public static Tensor Dequantize4Bit(Tensor packed, Tensor absmax, Tensor codeBook, int blockSize, long[] shape, ScalarType dtype)
+    /// <summary>Inverse of <see cref="Quantize4Bit"/>: the tensor of <paramref name="shape"/> in <paramref name="dtype"/>.
+    /// Like bitsandbytes, decodes with the built-in table of <paramref name="type"/> (never a stored quant_map) and scales
+    /// in float32 before the cast.</summary>
+    public static Tensor Dequantize4Bit(Tensor packed, Tensor absmax, FourBitType type, int blockSize, long[] shape, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var bytes = packed.reshape(-1).to(ScalarType.Int64);
-        var codes = stack([bytes.div(16, rounding_mode: RoundingMode.floor), bytes.remainder(16)], 1).reshape(-1);
-        var values = codeBook.index_select(0, codes);
+        // One gather through the 256 x 2 table of the values each byte holds (high nibble first) unpacks and decodes.
+        var pairs = Table(QuantCodebooks.Name(type) + "-pairs", () => BytePairs(QuantCodebooks.FourBit(type)), packed.device).view(256, 2);
+        using var index = packed.view(-1).to(ScalarType.Int32);
+        var values = pairs.index_select(0, index).view(-1);
         return ScaleBack(values, absmax, blockSize, shape, dtype).MoveToOuterDisposeScope();
     }
 
@@ -58,7 +67,8 @@ public static class Blockwise
     public static Tensor DequantizeBlockwise(Tensor codes, Tensor absmax, Tensor codeBook, int blockSize, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
-        var values = codeBook.index_select(0, codes.reshape(-1).to(ScalarType.Int64));
+        using var index = codes.reshape(-1).to(ScalarType.Int32);
+        var values = codeBook.index_select(0, index);
         return ScaleBack(values, absmax, blockSize, codes.shape, dtype).MoveToOuterDisposeScope();
     }
 
@@ -75,8 +85,8 @@ public static class Blockwise
     public static Tensor DequantizeInt8Rows(Tensor codes, Tensor rowAbsmax, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        // bitsandbytes multiplies by 1/127 as this float32 constant.
-        var w = codes.to(ScalarType.Float32) * rowAbsmax.view(-1, 1) * 7.874015718698502e-3;
+        // bitsandbytes' (codes * SCB) * 1/127 (this float32 constant), in place on the one float32 copy.
+        var w = codes.to(ScalarType.Float32).mul_(rowAbsmax.view(-1, 1)).mul_(7.874015718698502e-3);
         return w.to(dtype).MoveToOuterDisposeScope();
     }
 
@@ -97,11 +107,19 @@ public static class Blockwise
         return (scaled, absmax);
     }
 
+    /// <summary>Multiplies the decoded <paramref name="values"/> (float32, consumed: scaled in place) by their blocks'
+    /// absmax and shapes the first n of them; copies only to pad a partial last block.</summary>
     private static Tensor ScaleBack(Tensor values, Tensor absmax, int blockSize, long[] shape, ScalarType dtype)
     {
         var n = shape.Aggregate(1L, (a, b) => a * b);
         var blocks = absmax.shape[0];
-        var full = nn.functional.pad(values, [0, blocks * blockSize - values.numel()]).view(blocks, blockSize);
-        return (full * absmax.to(ScalarType.Float32).unsqueeze(1)).reshape(-1).narrow(0, 0, n).reshape(shape).to(dtype);
+        if (values.numel() != blocks * blockSize)
+            values = nn.functional.pad(values.narrow(0, 0, n), [0, blocks * blockSize - n]);
+        values.view(blocks, blockSize).mul_(absmax.to(ScalarType.Float32).unsqueeze(1));
+        return values.narrow(0, 0, n).view(shape).to(dtype);
     }
+
+    /// <summary>The 256 x 2 values of every byte of packed 4-bit codes: (code[b &gt;&gt; 4], code[b &amp; 15]).</summary>
+    private static float[] BytePairs(IReadOnlyList<float> codes) =>
+        Enumerable.Range(0, 256).SelectMany(b => new[] { codes[b >> 4], codes[b & 15] }).ToArray();
 }

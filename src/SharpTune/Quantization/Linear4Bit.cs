@@ -79,13 +79,17 @@ public sealed class Linear4Bit : QuantizedLinear
             layer.NestedOffset = state["nested_offset"]!.GetValue<double>();
         }
         layer.register_buffer(QuantStateKey(layer.QuantType), layer.StateTensor());
+        // bitsandbytes decodes with its built-in table whatever quant_map says; a different one means a damaged file.
+        using (var map = layer.Buffer(QuantMap).to(ScalarType.Float32, CPU))
+            if (!map.data<float>().SequenceEqual(QuantCodebooks.FourBit(layer.QuantType)))
+                throw new InvalidDataException($"{checkpoint.Directory}: '{prefix}.{QuantMap}' is not the {QuantCodebooks.Name(layer.QuantType)} code book");
         return layer;
     }
 
     public override Tensor DequantizeWeight(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        return Blockwise.Dequantize4Bit(Buffer(Packed), AbsmaxFloat(), Buffer(QuantMap), BlockSize, [OutFeatures, InFeatures], dtype)
+        return Blockwise.Dequantize4Bit(Buffer(Packed), AbsmaxFloat(), QuantType, BlockSize, [OutFeatures, InFeatures], dtype)
             .MoveToOuterDisposeScope();
     }
 
@@ -108,7 +112,7 @@ public sealed class Linear4Bit : QuantizedLinear
         if (!DoubleQuant)
             return Buffer(Absmax);
         using var scope = NewDisposeScope();
-        var absmax = Blockwise.DequantizeBlockwise(Buffer(Absmax), Buffer(NestedAbsmax), Buffer(NestedQuantMap), NestedBlockSize) + NestedOffset;
+        var absmax = Blockwise.DequantizeBlockwise(Buffer(Absmax), Buffer(NestedAbsmax), Buffer(NestedQuantMap), NestedBlockSize).add_(NestedOffset);
         return absmax.MoveToOuterDisposeScope();
     }
 

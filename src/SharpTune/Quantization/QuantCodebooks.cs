@@ -27,6 +27,23 @@ public static class QuantCodebooks
     public static IReadOnlyList<float> Fp4 { get; } =
         new[] { 0f, 0.0625f, 8f, 12f, 4f, 6f, 2f, 3f, -0f, -0.0625f, -8f, -12f, -4f, -6f, -2f, -3f }.Select(v => v / 12f).ToArray();
 
+    /// <summary>The decision thresholds of bitsandbytes' CUDA NF4 quantizer (<c>dQuantizeNF4</c>): a scaled value x gets
+    /// the code of the first threshold it is not above. They are the code-book midpoints as float literals, which differ
+    /// by one ulp from midpoints computed in float32 (bitsandbytes' CPU backend) at four of the fifteen.</summary>
+    public static IReadOnlyList<float> Nf4Thresholds { get; } =
+    [
+        -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f, -0.23460740596055984f,
+        -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f, 0.2035212516784668f,
+        0.2920137718319893f, 0.3893125355243683f, 0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f,
+    ];
+
+    /// <summary>The magnitude thresholds of bitsandbytes' CUDA FP4 quantizer (<c>dQuantizeFP4</c>, rounded midpoints of
+    /// |code|) and the 3-bit magnitude code of each interval; the sign bit (8) is set for x &lt; 0.</summary>
+    public static IReadOnlyList<float> Fp4MagnitudeThresholds { get; } =
+        [0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f];
+
+    public static IReadOnlyList<byte> Fp4MagnitudeCodes { get; } = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
+
     public static IReadOnlyList<float> FourBit(FourBitType type) => type == FourBitType.Nf4 ? Nf4 : Fp4;
 
     public static string Name(FourBitType type) => type == FourBitType.Nf4 ? "nf4" : "fp4";

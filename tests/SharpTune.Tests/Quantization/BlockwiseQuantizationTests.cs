@@ -64,8 +64,7 @@ public class BlockwiseQuantizationTests
         Assert.Equal(new long[] { (n + 1) / 2, 1 }, packed.shape);
         Assert.Equal(ScalarType.Byte, packed.dtype);
         Assert.Equal((n + 63) / 64, absmax.shape[0]);
-        var code = tensor(QuantCodebooks.FourBit(type).ToArray());
-        var restored = Blockwise.Dequantize4Bit(packed, absmax, code, 64, [rows, cols], ScalarType.Float32);
+        var restored = Blockwise.Dequantize4Bit(packed, absmax, type, 64, [rows, cols], ScalarType.Float32);
 
         var w = weight.data<float>().ToArray();
         var r = restored.data<float>().ToArray();
@@ -84,6 +83,109 @@ public class BlockwiseQuantizationTests
         }
         // The block maximum itself is exact (code ±1).
         Assert.Equal(w.Take(64).Max(Math.Abs), r.Take(64).Max(Math.Abs), 6);
+    }
+
+    /// <summary>The thresholds of bitsandbytes' CUDA NF4 quantizer (<c>dQuantizeNF4</c> in csrc/kernels.cu), a decision
+    /// tree returning the code of the first threshold x is not above; sorted ascending.</summary>
+    private static readonly float[] Nf4KernelThresholds =
+    [
+        -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f, -0.23460740596055984f,
+        -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f, 0.2035212516784668f,
+        0.2920137718319893f, 0.3893125355243683f, 0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f,
+    ];
+
+    [Fact]
+    public void Nf4CodesMatchBitsandbytesKernelAtEveryThreshold()
+    {
+        using var scope = NewDisposeScope();
+        // Absmax 1 makes the scaled values the inputs themselves; each threshold, and the floats just below and above it.
+        var values = Nf4KernelThresholds.SelectMany(t => new[] { MathF.BitDecrement(t), t, MathF.BitIncrement(t) })
+            .Prepend(1f).Append(-1f).Append(0f).ToArray();
+        var (packed, absmax) = Blockwise.Quantize4Bit(tensor(values), FourBitType.Nf4);
+        Assert.Equal(1f, absmax[0].item<float>());
+        var bytes = packed.data<byte>().ToArray();
+        for (var i = 0; i < values.Length; i++)
+        {
+            var code = i % 2 == 0 ? bytes[i / 2] >> 4 : bytes[i / 2] & 15; // first value in the high nibble
+            var expected = Nf4KernelThresholds.Count(t => values[i] > t); // the tree's `if (x > t)` branches
+            Assert.True(expected == code, $"{values[i]:R} (bits {BitConverter.SingleToUInt32Bits(values[i]):X}): code {code}, bitsandbytes {expected}");
+        }
+    }
+
+    [Fact]
+    public void Fp4CodesMatchBitsandbytesKernelAtEveryThreshold()
+    {
+        using var scope = NewDisposeScope();
+        // dQuantizeFP4: sign bit for x < 0, then |x| against these thresholds (rounded midpoints, not float32 ones).
+        float[] thresholds = [0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f];
+        int[] magnitudeCode = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
+        var values = thresholds.SelectMany(t => new[] { MathF.BitDecrement(t), t, MathF.BitIncrement(t) })
+            .SelectMany(v => new[] { v, -v }).Prepend(1f).Append(-1f).Append(0f).Append(-1e-9f).ToArray();
+        var (packed, absmax) = Blockwise.Quantize4Bit(tensor(values), FourBitType.Fp4);
+        Assert.Equal(1f, absmax[0].item<float>());
+        var bytes = packed.data<byte>().ToArray();
+        for (var i = 0; i < values.Length; i++)
+        {
+            var code = i % 2 == 0 ? bytes[i / 2] >> 4 : bytes[i / 2] & 15;
+            var expected = magnitudeCode[thresholds.Count(t => MathF.Abs(values[i]) > t)] + (values[i] < 0 ? 8 : 0);
+            Assert.True(expected == code, $"{values[i]:R}: code {code}, bitsandbytes {expected}");
+        }
+    }
+
+    [Fact]
+    public void Nf4BlockComputedByHand()
+    {
+        using var scope = NewDisposeScope();
+        // absmax 2; scaled 0.25, -1, 0.1, 0.05, 0.5 -> codes 10 (0.2035 < x <= 0.2920), 0, 8 (0.0398 < x <= 0.1203), 8,
+        // 12 (0.3893 < x <= 0.5017), and the odd count's padding 0 -> code 7 (NF4's zero) in the last low nibble.
+        var (packed, absmax) = Blockwise.Quantize4Bit(tensor(new[] { 0.5f, -2f, 0.2f, 0.1f, 1f }), FourBitType.Nf4);
+        Assert.Equal(new byte[] { 0xA0, 0x88, 0xC7 }, packed.data<byte>().ToArray());
+        Assert.Equal(2f, absmax.item<float>());
+        var restored = Blockwise.Dequantize4Bit(packed, absmax, FourBitType.Nf4, 64, [5], ScalarType.Float32);
+        var nf4 = QuantCodebooks.Nf4;
+        Assert.Equal(new[] { nf4[10] * 2f, -2f, nf4[8] * 2f, nf4[8] * 2f, nf4[12] * 2f }, restored.data<float>().ToArray());
+    }
+
+    [Theory]
+    [InlineData(FourBitType.Nf4, 64, 4096, ScalarType.Float32)]
+    [InlineData(FourBitType.Fp4, 64, 4096, ScalarType.Float32)]
+    [InlineData(FourBitType.Nf4, 64, 4093, ScalarType.BFloat16)] // odd count, partial last block
+    [InlineData(FourBitType.Nf4, 128, 1000, ScalarType.Float16)]
+    public void Dequantize4BitIsCodeTimesAbsmaxInFloat32ThenCast(FourBitType type, int blockSize, int n, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(8);
+        var packed = randint(0, 256, [(n + 1) / 2, 1], ScalarType.Int32).to(ScalarType.Byte);
+        var absmax = rand((n + blockSize - 1) / blockSize) * 3;
+        var restored = Blockwise.Dequantize4Bit(packed, absmax, type, blockSize, [n], dtype);
+        var bytes = packed.data<byte>().ToArray();
+        var scales = absmax.data<float>().ToArray();
+        var codes = QuantCodebooks.FourBit(type);
+        var expected = Enumerable.Range(0, n).Select(i => codes[i % 2 == 0 ? bytes[i / 2] >> 4 : bytes[i / 2] & 15] * scales[i / blockSize]).ToArray();
+        Assert.Equal(dtype, restored.dtype);
+        Assert.True(Same(tensor(expected).to(dtype), restored));
+    }
+
+    [Fact]
+    public void LoadingRejectsAQuantMapThatIsNotTheCodeBook()
+    {
+        var dir = RepoPaths.NewTempDirectory();
+        try
+        {
+            using var scope = NewDisposeScope();
+            var model = nn.Sequential(("fc", nn.Linear(64, 8)));
+            Quantizer.Quantize(model, new QuantizationOptions());
+            var tensors = model.state_dict().ToDictionary(p => p.Key, p => p.Value);
+            tensors["fc.weight.quant_map"] = tensors["fc.weight.quant_map"] * 0.5;
+            SafeTensorsWriter.Save(Path.Combine(dir, Checkpoint.SingleFile), tensors.ToList());
+            using var checkpoint = Checkpoint.Open(dir);
+            var error = Assert.Throws<InvalidDataException>(() => Linear4Bit.Load(checkpoint, "fc", ScalarType.Float32));
+            Assert.Contains("fc.weight.quant_map", error.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
