@@ -43,8 +43,10 @@ public class Stories260KQuantizationTests(ITestOutputHelper log)
         var fp32 = Perplexity(reference, ids);
         var variants = new (string Name, QuantizationOptions Options, bool Asserted)[]
         {
-            // NF4 on this 260K-parameter model (64-wide layers) costs ~11% perplexity: measured and reported, not asserted.
+            // NF4 on this 260K-parameter model costs ~12% perplexity (bitsandbytes' exact algorithm; every layer and module
+            // type contributes, blocks of 32 still cost ~9%): measured and reported, not asserted. bf16 compute adds < 0.1%.
             ("nf4", new QuantizationOptions(), false),
+            ("nf4 bf16-compute", new QuantizationOptions { ComputeDType = ScalarType.BFloat16 }, false),
             ("nf4+double-quant", new QuantizationOptions { DoubleQuant = true }, false),
             ("fp4", new QuantizationOptions { QuantType = FourBitType.Fp4 }, false),
             ("int8", new QuantizationOptions { Bits = 8 }, true),
@@ -66,6 +68,7 @@ public class Stories260KQuantizationTests(ITestOutputHelper log)
         Assert.Empty(failures);
         Assert.True(perplexities["nf4"] < perplexities["fp4"], "NF4 must beat FP4 on normally distributed weights");
         Assert.True(Math.Abs(perplexities["nf4+double-quant"] / perplexities["nf4"] - 1) < 0.01, "double quantization must cost < 1%");
+        Assert.True(Math.Abs(perplexities["nf4 bf16-compute"] / perplexities["nf4"] - 1) < 0.01, "bf16 compute must cost < 1%");
     }
 
     [Fact]
