@@ -11,6 +11,7 @@ IBenchmark[] all =
     new EncoderForwardBenchmark(),
     new GenerationBenchmark(),
     new TokenizerBenchmark(),
+    new FineTuneBenchmark(),
 ];
 
 var names = new List<string>();
