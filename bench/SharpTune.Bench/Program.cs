@@ -12,6 +12,7 @@ IBenchmark[] all =
     new GenerationBenchmark(),
     new TokenizerBenchmark(),
     new QuantizationBenchmark(),
+    new FineTuneBenchmark(),
 ];
 
 var names = new List<string>();

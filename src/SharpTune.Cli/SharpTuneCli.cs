@@ -20,6 +20,7 @@ public static class SharpTuneCli
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(PipelineCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());

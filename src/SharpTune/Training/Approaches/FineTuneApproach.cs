@@ -223,7 +223,7 @@ internal static class FineTuning
             watch.Restart();
             var probabilities = predict.Select(set => Softmax(trainer.Predict(set).Predictions.Logits)).ToArray();
             if (outputDirectory is not null)
-                trainer.SaveModel(Path.Combine(outputDirectory, "model"));
+                SaveModelWithTokenizer(trainer, options.ModelDirectory, Path.Combine(outputDirectory, "model"));
             return new Run(probabilities, result.TrainingLoss, result.GlobalStep, model.ParameterCount(), trainSeconds, watch.Elapsed.TotalSeconds);
         }
         finally
@@ -231,6 +231,16 @@ internal static class FineTuning
             if (outputDirectory is null && Directory.Exists(workDirectory))
                 Directory.Delete(workDirectory, recursive: true);
         }
+    }
+
+    /// <summary>Saves the fine-tuned model with the tokenizer it was trained with (as transformers' Trainer does when
+    /// given one), so the folder is complete: <c>sharptune predict --task text-classification</c> loads it as is.</summary>
+    private static void SaveModelWithTokenizer(Trainer trainer, string sourceDirectory, string directory)
+    {
+        trainer.SaveModel(directory);
+        foreach (var name in StagedPipeline.ModelFolder.TokenizerFiles)
+            if (File.Exists(Path.Combine(sourceDirectory, name)))
+                File.Copy(Path.Combine(sourceDirectory, name), Path.Combine(directory, name), overwrite: true);
     }
 
     private static PreTrainedModel CreateModel(FineTuneOptions options, LabelEncoder labels)
