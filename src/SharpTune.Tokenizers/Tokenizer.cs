@@ -223,12 +223,32 @@ public sealed class Tokenizer
     }
 
     [ThreadStatic] private static List<NormalizedString>? _words;
+    [ThreadStatic] private static List<(int Start, int End)>? _ranges;
     [ThreadStatic] private static List<Token>? _tokens;
+    [ThreadStatic] private static char[]? _wordBuffer;
 
     private void EncodeWords(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
     {
-        var words = _words ??= [];
         var tokens = _tokens ??= [];
+        var ranges = _ranges ??= [];
+        ranges.Clear();
+        if (PreTokenizer is IRangePreTokenizer fast && fast.TrySplitRanges(piece, ranges))
+        {
+            // Words as ranges of the piece: no object per word, offsets straight from the piece's alignment.
+            foreach (var (start, end) in ranges)
+            {
+                if (encoding.Length >= stopAt)
+                    return;
+                var buffer = _wordBuffer is { } b && b.Length >= end - start ? b : _wordBuffer = new char[Math.Max(256, end - start)];
+                tokens.Clear();
+                Model.Tokenize(fast.WordText(piece.Span[start..end], buffer), tokens);
+                foreach (var t in tokens)
+                    encoding.Add(t.Id, t.Value, sequence, piece.OriginalRange(start + t.Start, start + t.End), word, sequence, special: false);
+                word++;
+            }
+            return;
+        }
+        var words = _words ??= [];
         words.Clear();
         if (PreTokenizer is null)
             words.Add(piece);
