@@ -9,7 +9,7 @@ namespace SharpTune.Bench.Benchmarks;
 /// Encoding throughput (tokens/s, MB/s of UTF-8 input) of SharpTune's tokenizers against Microsoft.ML.Tokenizers on the
 /// same tokenizer and texts (SST-2 train sentences, WikiText-2 lines), single-threaded and in parallel batches; and against
 /// Hugging Face tokenizers' encode_batch when Python has it. SharpTune computes full encodings (offsets included), the
-/// peer only ids.
+/// peer only ids. Both run in this process, under server GC (see the project file).
 /// </summary>
 public sealed class TokenizerBenchmark : IBenchmark
 {
