@@ -50,11 +50,14 @@ internal sealed class AddedVocabulary
 
         public bool IsEmpty => _byFirstChar.Count == 0;
 
+        private static readonly List<(int, int, AddedToken)> NoMatches = [];
+
+        /// <summary>The matches in order; a shared empty list (never to be changed) when there are none.</summary>
         public List<(int, int, AddedToken)> Find(string text)
         {
-            var matches = new List<(int, int, AddedToken)>();
+            List<(int, int, AddedToken)>? matches = null;
             if (IsEmpty)
-                return matches;
+                return NoMatches;
             var searchFrom = 0;
             var i = 0;
             while (i < text.Length)
@@ -78,7 +81,7 @@ internal sealed class AddedVocabulary
                     if (token.RStrip)
                         while (end < text.Length && char.IsWhiteSpace(text[end]))
                             end++;
-                    matches.Add((start, end, token));
+                    (matches ??= []).Add((start, end, token));
                     searchFrom = end;
                     i = end;
                     matched = true;
@@ -87,7 +90,7 @@ internal sealed class AddedVocabulary
                 if (!matched)
                     i++;
             }
-            return matches;
+            return matches ?? NoMatches;
         }
 
         private static bool IsWordChar(string text, int index)

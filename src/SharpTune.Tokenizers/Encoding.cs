@@ -10,9 +10,9 @@ namespace SharpTune.Tokenizers;
 /// </summary>
 public sealed class Encoding
 {
-    /// <summary>Everything about one token, stored together: one list per encoding instead of one per field.</summary>
-    internal record struct Entry(int Id, string Token, int TypeId, (int Start, int End) Offsets, int Word, int Sequence,
-        bool Special, int Attention);
+    /// <summary>Everything about one token, stored together: one list per encoding instead of one per field (32 bytes).</summary>
+    internal record struct Entry(int Id, string Token, int TypeId, (int Start, int End) Offsets, int Word, sbyte Sequence,
+        bool Special, byte Attention);
 
     internal readonly List<Entry> Entries;
     internal readonly List<Encoding> OverflowList = [];
@@ -50,7 +50,7 @@ public sealed class Encoding
 
     internal void Add(int id, string token, int typeId, (int, int) offsets, int word, int sequence, bool special, int attention = 1)
     {
-        Entries.Add(new Entry(id, token, typeId, offsets, word, sequence, special, attention));
+        Entries.Add(new Entry(id, token, typeId, offsets, word, (sbyte)sequence, special, (byte)attention));
         _codePointOffsets = null;
     }
 
@@ -97,7 +97,7 @@ public sealed class Encoding
     {
         foreach (ref var entry in CollectionsMarshal.AsSpan(Entries))
             if (entry.Sequence >= 0)
-                entry.Sequence = sequence;
+                entry.Sequence = (sbyte)sequence;
         Texts = sequence == 0 ? [text, null] : [null, text];
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using SharpTune.Tokenizers.Loading;
 using SharpTune.Tokenizers.Models;
@@ -28,7 +29,10 @@ public sealed class Tokenizer
         SpecialTokens = specialTokens ?? InferSpecialTokens();
         _specialIds = _added.Tokens.Where(t => t.Special).Select(t => t.Id)
             .Concat(SpecialTokens.All.Select(TokenToId).OfType<int>()).ToHashSet();
+        _addedSingle = postProcessor?.AddedTokens(isPair: false) ?? 0;
     }
+
+    private readonly int _addedSingle; // special tokens the post-processor adds to a single text
 
     public INormalizer? Normalizer { get; }
     public IPreTokenizer? PreTokenizer { get; }
@@ -137,8 +141,8 @@ public sealed class Tokenizer
         // Like Hugging Face, a single text under right-side truncation is only tokenized until the word that reaches
         // max_length tokens: the overflow then holds the rest of the tokens produced, not the rest of the text.
         var stopAt = pair is null && Truncation is { Direction: Direction.Right } t ? Math.Max(1, t.MaxLength) : int.MaxValue;
-        var first = EncodeSequence(text, 0, stopAt);
-        var second = pair is null ? null : EncodeSequence(pair, 1, int.MaxValue);
+        var first = EncodeSequence(text, 0, stopAt, pair is null && addSpecialTokens ? _addedSingle : 0);
+        var second = pair is null ? null : EncodeSequence(pair, 1, int.MaxValue, 0);
         if (Truncation is { } truncation)
         {
             var added = addSpecialTokens && PostProcessor is not null ? PostProcessor.AddedTokens(second is not null) : 0;
@@ -179,11 +183,25 @@ public sealed class Tokenizer
         return merged;
     }
 
+    [ThreadStatic] private static Encoding? _scratch;
+
     /// <summary>Added-token split, normalization, pre-tokenization and the model, for one input text.</summary>
-    private Encoding EncodeSequence(string text, int sequence, int stopAt)
+    private Encoding EncodeSequence(string text, int sequence, int stopAt, int reserve)
     {
-        var encoding = new Encoding(text.Length / 3 + 4);
-        encoding.Texts = sequence == 0 ? [text, null] : [null, text];
+        // Tokens gather in a per-thread buffer, then move into an encoding of the exact size (plus room for the special
+        // tokens the post-processor inserts): no growth copies, no unused capacity left to the garbage collector.
+        var scratch = _scratch ??= new Encoding(256);
+        scratch.Entries.Clear();
+        EncodeSequence(text, sequence, scratch, stopAt);
+        var encoding = new Encoding(scratch.Length + reserve) { Texts = sequence == 0 ? [text, null] : [null, text] };
+        encoding.Entries.AddRange(CollectionsMarshal.AsSpan(scratch.Entries));
+        if (scratch.Entries.Capacity > 1 << 16)
+            _scratch = null; // do not keep a huge buffer alive for the thread's lifetime
+        return encoding;
+    }
+
+    private void EncodeSequence(string text, int sequence, Encoding encoding, int stopAt)
+    {
         var word = 0;
         var at = 0;
         foreach (var (start, end, token) in _added.FindRaw(text))
@@ -191,13 +209,12 @@ public sealed class Tokenizer
             if (start > at)
                 EncodeNormalizable(NormalizedString.FromOriginal(text, at, start), sequence, encoding, ref word, stopAt);
             if (encoding.Length >= stopAt)
-                return encoding;
+                return;
             encoding.Add(token.Id, token.Content, sequence, (start, end), word++, sequence, special: false);
             at = end;
         }
         if (text.Length > at || text.Length == 0)
             EncodeNormalizable(NormalizedString.FromOriginal(text, at, text.Length), sequence, encoding, ref word, stopAt);
-        return encoding;
     }
 
     private void EncodeNormalizable(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
@@ -223,12 +240,32 @@ public sealed class Tokenizer
     }
 
     [ThreadStatic] private static List<NormalizedString>? _words;
+    [ThreadStatic] private static List<(int Start, int End)>? _ranges;
     [ThreadStatic] private static List<Token>? _tokens;
+    [ThreadStatic] private static char[]? _wordBuffer;
 
     private void EncodeWords(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
     {
-        var words = _words ??= [];
         var tokens = _tokens ??= [];
+        var ranges = _ranges ??= [];
+        ranges.Clear();
+        if (PreTokenizer is IRangePreTokenizer fast && fast.TrySplitRanges(piece, ranges))
+        {
+            // Words as ranges of the piece: no object per word, offsets straight from the piece's alignment.
+            foreach (var (start, end) in ranges)
+            {
+                if (encoding.Length >= stopAt)
+                    return;
+                var buffer = _wordBuffer is { } b && b.Length >= end - start ? b : _wordBuffer = new char[Math.Max(256, end - start)];
+                tokens.Clear();
+                Model.Tokenize(fast.WordText(piece.Span[start..end], buffer), tokens);
+                foreach (var t in tokens)
+                    encoding.Add(t.Id, t.Value, sequence, piece.OriginalRange(start + t.Start, start + t.End), word, sequence, special: false);
+                word++;
+            }
+            return;
+        }
+        var words = _words ??= [];
         words.Clear();
         if (PreTokenizer is null)
             words.Add(piece);

@@ -106,6 +106,25 @@ public class FormatTests
     }
 
     [Fact]
+    public void Llama2OffsetsPointAtEachPiecesText()
+    {
+        // Sentences are merged in ▁-words (cut before each ▁ that follows another char): offsets must stay those of the text.
+        var tokenizer = AutoTokenizer.FromPretrained(TestPaths.Fixture("tokenizers", "real", "llama2", "tokenizer.model"));
+        foreach (var text in SampleTexts())
+        {
+            var encoding = tokenizer.Encode(text);
+            for (var i = 1; i < encoding.Length; i++)
+            {
+                var token = encoding.Tokens[i];
+                var (start, end) = encoding.Utf16Offsets[i];
+                Assert.True(start >= encoding.Utf16Offsets[i - 1].Start, $"'{text}': token {i} '{token}' starts at {start}, before the previous one");
+                if (!token.StartsWith("<0x", StringComparison.Ordinal)) // byte pieces share their char's offsets
+                    Assert.Equal(token.Replace('\u2581', ' '), text[start..end]);
+            }
+        }
+    }
+
+    [Fact]
     public void AutoTokenizerPrefersTokenizerJsonAndReadsSpecialTokens()
     {
         var tokenizer = AutoTokenizer.FromPretrained(TestPaths.Fixture("tokenizers", "real", "bert-base-uncased"));

@@ -68,11 +68,20 @@ public class TrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void UnigramLearnsAVocabularyCloseToHuggingFaces()
+    public void UnigramLearnsHuggingFacesVocabulary()
     {
         var trained = TokenizerTrainer.TrainFromFiles(TokenizerType.Unigram, [Corpus], new TrainerOptions { VocabSize = 2000 });
         var (vocab, _) = Compare("sp-unigram", trained);
-        Assert.True(vocab >= 0.75, $"vocab {vocab:P2}");
+        // Same seeds (suffix-tree substrings), EM, pruning and finalization as Hugging Face: the same vocabulary, with the
+        // same scores. Ids can differ among pieces of equal score (up to float rounding), and the characters that training
+        // dropped get min_score + k·1e-4 with k in Hugging Face's hash-set order: hence the 1e-3 on scores.
+        Assert.Equal(1.0, vocab);
+        var scores = trained.ToJson()["model"]!["vocab"]!.AsArray().ToDictionary(p => p![0]!.GetValue<string>(), p => p![1]!.GetValue<double>());
+        var expected = Fixture("sp-unigram")["model"]!["vocab"]!.AsArray();
+        var worst = expected.Max(p => Math.Abs(p![1]!.GetValue<double>() - scores[p[0]!.GetValue<string>()]));
+        var sameId = expected.Select((p, i) => trained.TokenToId(p![0]!.GetValue<string>()) == i).Count(same => same);
+        output.WriteLine($"largest score difference {worst:G3}; {sameId}/{expected.Count} pieces at Hugging Face's id");
+        Assert.True(worst < 1e-3, $"largest score difference {worst}");
         // The saved tokenizer loads back and round-trips text.
         var directory = TestPaths.NewTempDirectory();
         try

@@ -23,6 +23,8 @@ public sealed class BpeModel : ITokenizerModel
     private readonly int? _unkId;
     private readonly int[] _byteIds;
     private readonly WordCache _cache = new();
+    private readonly bool _splitAtMetaspace;
+    private const char Metaspace = '\u2581';
 
     public BpeModel(Dictionary<string, int> vocab, IReadOnlyList<(string Left, string Right)> merges, BpeOptions options)
     {
@@ -48,6 +50,24 @@ public sealed class BpeModel : ITokenizerModel
         _byteIds = new int[256];
         for (var b = 0; b < 256; b++)
             _byteIds[b] = vocab.TryGetValue(VocabHelpers.ByteToken((byte)b), out var id) ? id : -1;
+        // SentencePiece BPE (Llama) sees a whole sentence as one word. When no piece has ▁ after another char than ▁, no
+        // merge crosses a "x▁" boundary, so the word can be cut there into ▁-words that are merged (and cached) alone with
+        // the same result; unknown chars must not fuse across the cut, which holds when byte fallback covers every byte.
+        var unkCannotFuse = !options.FuseUnk || _unkId is null || (options.ByteFallback && _byteIds.All(b => b >= 0));
+        _splitAtMetaspace = options.ContinuingSubwordPrefix is null && options.EndOfWordSuffix is null && unkCannotFuse
+                            && vocab.Keys.Any(k => k.Contains(Metaspace)) && vocab.Keys.All(MetaspaceOnlyLeads);
+    }
+
+    private static bool MetaspaceOnlyLeads(string piece)
+    {
+        var at = piece.IndexOf(Metaspace, 1);
+        while (at > 0)
+        {
+            if (piece[at - 1] != Metaspace)
+                return false;
+            at = at + 1 < piece.Length ? piece.IndexOf(Metaspace, at + 1) : -1;
+        }
+        return true;
     }
 
     public BpeOptions Options { get; }
@@ -69,11 +89,33 @@ public sealed class BpeModel : ITokenizerModel
 
     public void Tokenize(ReadOnlySpan<char> word, List<Token> output)
     {
+        if (!_splitAtMetaspace)
+        {
+            TokenizePart(word, 0, output);
+            return;
+        }
+        var start = 0;
+        for (var i = 1; i < word.Length; i++)
+            if (word[i] == Metaspace && word[i - 1] != Metaspace)
+            {
+                TokenizePart(word[start..i], start, output);
+                start = i;
+            }
+        TokenizePart(word[start..], start, output);
+    }
+
+    /// <summary>Tokens of <paramref name="word"/>, their ranges shifted by <paramref name="offset"/>.</summary>
+    private void TokenizePart(ReadOnlySpan<char> word, int offset, List<Token> output)
+    {
         if (word.Length == 0)
             return;
         if (_cache.TryGet(word, out var cached))
         {
-            output.AddRange(cached);
+            if (offset == 0)
+                output.AddRange(cached);
+            else
+                foreach (var t in cached)
+                    output.Add(t with { Start = t.Start + offset, End = t.End + offset });
             return;
         }
         var first = output.Count;
@@ -82,6 +124,9 @@ public sealed class BpeModel : ITokenizerModel
         else
             MergeWord(word, output);
         _cache.Add(word, output.GetRange(first, output.Count - first).ToArray());
+        if (offset != 0)
+            for (var i = first; i < output.Count; i++)
+                output[i] = output[i] with { Start = output[i].Start + offset, End = output[i].End + offset };
     }
 
     private struct Symbol

@@ -9,6 +9,7 @@ public sealed class WordPieceModel : ITokenizerModel
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly string[] _idToToken;
     private readonly int _unkId;
+    private readonly WordCache _cache = new(); // words split into several pieces (whole words are one lookup anyway)
 
     public WordPieceModel(Dictionary<string, int> vocab, string unkToken = "[UNK]", string continuingSubwordPrefix = "##",
         int maxInputCharsPerWord = 100)
@@ -43,6 +44,18 @@ public sealed class WordPieceModel : ITokenizerModel
             output.Add(new Token(whole, _idToToken[whole], 0, word.Length));
             return;
         }
+        if (_cache.TryGet(word, out var cached))
+        {
+            output.AddRange(cached);
+            return;
+        }
+        var first = output.Count;
+        GreedyLongestMatch(word, output);
+        _cache.Add(word, output.GetRange(first, output.Count - first).ToArray());
+    }
+
+    private void GreedyLongestMatch(ReadOnlySpan<char> word, List<Token> output)
+    {
         var first = output.Count;
         var prefix = ContinuingSubwordPrefix;
         Span<char> buffer = word.Length + prefix.Length <= 256 ? stackalloc char[word.Length + prefix.Length] : new char[word.Length + prefix.Length];

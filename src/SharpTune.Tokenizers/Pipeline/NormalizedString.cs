@@ -10,10 +10,12 @@ namespace SharpTune.Tokenizers.Pipeline;
 public sealed class NormalizedString
 {
     // Slices share their parent's alignment arrays (char i maps to index _offset + i) until someone needs them alone.
-    // Null arrays mean the identity alignment of an untouched original text: char i comes from original char _offset + i.
+    // Null arrays mean the identity alignment of an untouched original text: char i comes from original char _offset + i,
+    // except that positions before _floor map to char _floor (a prefix prepended without building arrays).
     private int[]? _starts;
     private int[]? _ends;
     private int _offset;
+    private int _floor = int.MinValue;
     // Slices also share their parent's text (chars _textStart.._textStart + Length of _source): most words are only
     // read as a span by the model, so their substring is made only when someone asks for Text.
     private string _source;
@@ -24,8 +26,9 @@ public sealed class NormalizedString
     {
     }
 
-    private NormalizedString(string source, int textStart, int length, int[]? starts, int[]? ends, int offset)
+    private NormalizedString(string source, int textStart, int length, int[]? starts, int[]? ends, int offset, int floor)
     {
+        _floor = floor;
         _source = source;
         _textStart = textStart;
         Length = length;
@@ -35,7 +38,7 @@ public sealed class NormalizedString
     }
 
     private NormalizedString(string text, int[] starts, int[] ends, int offset)
-        : this(text, 0, text.Length, starts, ends, offset)
+        : this(text, 0, text.Length, starts, ends, offset, int.MinValue)
     {
     }
 
@@ -84,8 +87,8 @@ public sealed class NormalizedString
             _ends = new int[Length];
             for (var i = 0; i < Length; i++)
             {
-                _starts[i] = _offset + i;
-                _ends[i] = _offset + i + 1;
+                _starts[i] = Math.Max(_offset + i, _floor);
+                _ends[i] = _starts[i] + 1;
             }
             _offset = 0;
             return;
@@ -101,14 +104,14 @@ public sealed class NormalizedString
 
     /// <summary>A slice <c>[start, end)</c> of <paramref name="original"/> with identity alignment.</summary>
     public static NormalizedString FromOriginal(string original, int start, int end) =>
-        new(original, start, end - start, null, null, start);
+        new(original, start, end - start, null, null, start, int.MinValue);
 
     /// <summary>The sub-string <c>[start, end)</c> of the current text, keeping its alignment.</summary>
     public NormalizedString Slice(int start, int end)
     {
         if (start == 0 && end == Length)
             return this;
-        return new NormalizedString(_source, _textStart + start, end - start, _starts, _ends, _offset + start);
+        return new NormalizedString(_source, _textStart + start, end - start, _starts, _ends, _offset + start, _floor);
     }
 
     /// <summary>Original range covered by the current chars <c>[start, end)</c>.</summary>
@@ -119,9 +122,11 @@ public sealed class NormalizedString
         if (end <= start)
         {
             var at = _offset + Math.Min(start, Length - 1);
-            return _starts is null ? (at, at) : (_starts[at], _starts[at]);
+            return _starts is null ? (Math.Max(at, _floor), Math.Max(at, _floor)) : (_starts[at], _starts[at]);
         }
-        return _starts is null || _ends is null ? (_offset + start, _offset + end) : (_starts[_offset + start], _ends[_offset + end - 1]);
+        return _starts is null || _ends is null
+            ? (Math.Max(_offset + start, _floor), Math.Max(_offset + end - 1, _floor) + 1)
+            : (_starts[_offset + start], _ends[_offset + end - 1]);
     }
 
     /// <summary>Replaces the content with what <paramref name="builder"/> built.</summary>
@@ -153,6 +158,14 @@ public sealed class NormalizedString
     {
         if (Text.Length == 0)
             return;
+        if (_starts is null)
+        {
+            // Identity alignment: the prefix maps below the first char's position, which the floor clamps to it.
+            _floor = Math.Max(_offset, _floor);
+            _offset -= prefix.Length;
+            SetText(string.Concat(prefix, Span));
+            return;
+        }
         var builder = new Builder(Text.Length + prefix.Length);
         foreach (var c in prefix)
             builder.Append(c, Starts[0], Ends[0]);

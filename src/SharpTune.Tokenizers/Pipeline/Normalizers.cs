@@ -218,6 +218,13 @@ public sealed class ReplaceNormalizer : INormalizer
 
     public void Normalize(NormalizedString text)
     {
+        // A literal replaced by as many chars maps char for char: the alignment stays as it is.
+        if (_regex is null && !string.IsNullOrEmpty(Literal) && Content.Length == Literal.Length)
+        {
+            if (text.Span.IndexOf(Literal, StringComparison.Ordinal) >= 0)
+                text.ReplaceSameLength(text.Text.Replace(Literal, Content, StringComparison.Ordinal));
+            return;
+        }
         var matches = Matches(text.Text);
         if (matches.Count == 0)
             return;

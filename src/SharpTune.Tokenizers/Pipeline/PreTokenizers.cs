@@ -11,6 +11,21 @@ public interface IPreTokenizer
     void Split(NormalizedString input, List<NormalizedString> output);
 }
 
+/// <summary>
+/// A pre-tokenizer that can give its words as ranges of the normalized text instead of one object per word: the encoding
+/// hot path, where most words are only read as spans by the model.
+/// </summary>
+internal interface IRangePreTokenizer
+{
+    /// <summary>Appends the words' ranges in <paramref name="input"/>'s text (after any change the pre-tokenizer makes to
+    /// it); false, with <paramref name="input"/> untouched, when this input needs <see cref="IPreTokenizer.Split"/>.</summary>
+    bool TrySplitRanges(NormalizedString input, List<(int Start, int End)> output);
+
+    /// <summary>The text the model sees for a word: the word itself, or its transformation written into <paramref name="buffer"/>
+    /// (as long as the word, char for char, so the word's alignment still applies).</summary>
+    ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer);
+}
+
 /// <summary>What happens to the delimiters found by a splitting pre-tokenizer (Hugging Face SplitDelimiterBehavior).</summary>
 public enum SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous }
 
@@ -121,26 +136,35 @@ internal static class Splitting
     }
 
     /// <summary>Splits into runs of code points of the same class; class -1 is dropped (whitespace).</summary>
-    public static void ByClassRuns(NormalizedString input, Func<Rune, int> classify, List<NormalizedString> output)
+    public static void ByClassRuns(ReadOnlySpan<char> text, Func<Rune, int> classify, List<(int, int)> output)
     {
-        var text = input.Text;
         var start = 0;
         var current = -1;
         for (var i = 0; i < text.Length;)
         {
-            var rune = Rune.GetRuneAt(text, i);
+            Rune.DecodeFromUtf16(text[i..], out var rune, out var n);
             var cls = classify(rune);
             if (cls != current)
             {
                 if (current >= 0 && i > start)
-                    output.Add(input.Slice(start, i));
+                    output.Add((start, i));
                 start = i;
                 current = cls;
             }
-            i += rune.Utf16SequenceLength;
+            i += n;
         }
         if (current >= 0 && text.Length > start)
-            output.Add(input.Slice(start, text.Length));
+            output.Add((start, text.Length));
+    }
+
+    /// <summary><see cref="IPreTokenizer.Split"/> through the ranges of a range pre-tokenizer.</summary>
+    public static void SplitByRanges(IRangePreTokenizer preTokenizer, NormalizedString input, List<NormalizedString> output)
+    {
+        var ranges = new List<(int Start, int End)>();
+        if (!preTokenizer.TrySplitRanges(input, ranges))
+            throw new InvalidOperationException($"{preTokenizer.GetType().Name} splits every text into ranges");
+        foreach (var (start, end) in ranges)
+            output.Add(input.Slice(start, end));
     }
 }
 
@@ -163,49 +187,77 @@ public sealed class SequencePreTokenizer(IReadOnlyList<IPreTokenizer> preTokeniz
 }
 
 /// <summary>BERT: split on whitespace (dropped) and isolate every punctuation char.</summary>
-public sealed class BertPreTokenizer : IPreTokenizer
+public sealed class BertPreTokenizer : IPreTokenizer, IRangePreTokenizer
 {
-    public void Split(NormalizedString input, List<NormalizedString> output)
+    private const byte Word = 0, Space = 1, Punct = 2;
+
+    // Class of each ASCII char, so the common case costs one table read per char.
+    private static readonly byte[] AsciiClass = Enumerable.Range(0, 128).Select(c =>
+        c is ' ' or '\t' or '\n' or '\r' or '\v' or '\f' ? Space : UnicodeRules.IsBertPunctuation(new Rune(c)) ? Punct : Word).ToArray();
+
+    public void Split(NormalizedString input, List<NormalizedString> output) => Splitting.SplitByRanges(this, input, output);
+
+    public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => word;
+
+    public bool TrySplitRanges(NormalizedString input, List<(int Start, int End)> output)
     {
-        var text = input.Text;
+        var text = input.Span;
         var start = -1;
         for (var i = 0; i < text.Length;)
         {
             var c = text[i];
-            // ASCII fast path; everything else goes through the Unicode rules.
-            var rune = c < 0x80 ? new Rune(c) : Rune.GetRuneAt(text, i);
-            var n = rune.Utf16SequenceLength;
-            var space = c < 0x80 ? c is ' ' or '\t' or '\n' or '\r' or '\v' or '\f' : UnicodeRules.IsWhitespace(rune);
-            var punct = !space && UnicodeRules.IsBertPunctuation(rune);
-            if (space || punct)
+            int cls, n = 1;
+            if (c < 0x80)
+                cls = AsciiClass[c];
+            else
+            {
+                Rune.DecodeFromUtf16(text[i..], out var rune, out n);
+                cls = UnicodeRules.IsWhitespace(rune) ? Space : UnicodeRules.IsBertPunctuation(rune) ? Punct : Word;
+            }
+            if (cls != Word)
             {
                 if (start >= 0)
-                    output.Add(input.Slice(start, i));
+                    output.Add((start, i));
                 start = -1;
-                if (punct)
-                    output.Add(input.Slice(i, i + n));
+                if (cls == Punct)
+                    output.Add((i, i + n));
             }
             else if (start < 0)
                 start = i;
             i += n;
         }
         if (start >= 0)
-            output.Add(input.Slice(start, text.Length));
+            output.Add((start, text.Length));
+        return true;
     }
 }
 
 /// <summary>Regex <c>\w+|[^\w\s]+</c>: words and runs of other non-space chars.</summary>
-public sealed class WhitespacePreTokenizer : IPreTokenizer
+public sealed class WhitespacePreTokenizer : IPreTokenizer, IRangePreTokenizer
 {
-    public void Split(NormalizedString input, List<NormalizedString> output) =>
-        Splitting.ByClassRuns(input, r => UnicodeRules.IsWhitespace(r) ? -1 : UnicodeRules.IsWordChar(r) ? 0 : 1, output);
+    public void Split(NormalizedString input, List<NormalizedString> output) => Splitting.SplitByRanges(this, input, output);
+
+    public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => word;
+
+    public bool TrySplitRanges(NormalizedString input, List<(int Start, int End)> output)
+    {
+        Splitting.ByClassRuns(input.Span, r => UnicodeRules.IsWhitespace(r) ? -1 : UnicodeRules.IsWordChar(r) ? 0 : 1, output);
+        return true;
+    }
 }
 
 /// <summary>Splits on whitespace only.</summary>
-public sealed class WhitespaceSplitPreTokenizer : IPreTokenizer
+public sealed class WhitespaceSplitPreTokenizer : IPreTokenizer, IRangePreTokenizer
 {
-    public void Split(NormalizedString input, List<NormalizedString> output) =>
-        Splitting.ByClassRuns(input, r => UnicodeRules.IsWhitespace(r) ? -1 : 0, output);
+    public void Split(NormalizedString input, List<NormalizedString> output) => Splitting.SplitByRanges(this, input, output);
+
+    public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => word;
+
+    public bool TrySplitRanges(NormalizedString input, List<(int Start, int End)> output)
+    {
+        Splitting.ByClassRuns(input.Span, r => UnicodeRules.IsWhitespace(r) ? -1 : 0, output);
+        return true;
+    }
 }
 
 public sealed class CharDelimiterSplitPreTokenizer(char delimiter) : IPreTokenizer
@@ -274,7 +326,7 @@ public sealed class MetaspacePreTokenizer(char replacement, PrependScheme prepen
 }
 
 /// <summary>GPT-2 byte-level: optional prefix space, the GPT-2 split regex, then every UTF-8 byte as a printable char.</summary>
-public sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : IPreTokenizer
+public sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : IPreTokenizer, IRangePreTokenizer
 {
     public bool AddPrefixSpace { get; } = addPrefixSpace;
     public bool UseRegex { get; } = useRegex;
@@ -285,29 +337,58 @@ public sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : 
             input.Prepend(" ");
         var start = output.Count;
         if (UseRegex)
-            Gpt2Split(input, output);
+        {
+            var ranges = new List<(int Start, int End)>();
+            Gpt2Split(input.Span, ranges);
+            foreach (var (s, e) in ranges)
+                output.Add(input.Slice(s, e));
+        }
         else if (input.Length > 0)
             output.Add(input);
         for (var i = start; i < output.Count; i++)
             output[i] = ToBytes(output[i]);
     }
 
-    /// <summary>Hand-written equivalent of <c>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+</c>.</summary>
-    internal static void Gpt2Split(NormalizedString input, List<NormalizedString> output)
+    /// <summary>ASCII text only: its bytes are its chars, so each word maps char for char and keeps its alignment.</summary>
+    public bool TrySplitRanges(NormalizedString input, List<(int Start, int End)> output)
     {
-        var text = input.Text;
+        if (!System.Text.Ascii.IsValid(input.Span))
+            return false;
+        if (AddPrefixSpace && input.Length > 0 && input.Span[0] != ' ')
+            input.Prepend(" ");
+        if (UseRegex)
+            Gpt2Split(input.Span, output);
+        else if (input.Length > 0)
+            output.Add((0, input.Length));
+        return true;
+    }
+
+    public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer)
+    {
+        if (!word.ContainsAnyExcept(PrintableAscii))
+            return word;
+        for (var i = 0; i < word.Length; i++)
+            buffer[i] = ByteLevelAlphabet.ByteToChar[word[i]];
+        return buffer.AsSpan(0, word.Length);
+    }
+
+    /// <summary>Hand-written equivalent of <c>'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+</c>.</summary>
+    internal static void Gpt2Split(ReadOnlySpan<char> text, List<(int Start, int End)> output)
+    {
         var i = 0;
         while (i < text.Length)
         {
             var end = MatchAt(text, i);
-            output.Add(input.Slice(i, end));
+            output.Add((i, end));
             i = end;
         }
     }
 
-    private static int Class(string text, int i)
+    // Class of each ASCII char (0 whitespace, 1 letter, 2 number, 3 other), from the same Rune rules as the rest.
+    private static readonly byte[] AsciiClass = Enumerable.Range(0, 128).Select(c => (byte)RuneClass(new Rune(c))).ToArray();
+
+    private static int RuneClass(Rune rune)
     {
-        var rune = Rune.GetRuneAt(text, i);
         if (Rune.IsWhiteSpace(rune))
             return 0;
         if (Rune.IsLetter(rune))
@@ -315,14 +396,22 @@ public sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : 
         return Rune.IsNumber(rune) ? 2 : 3;
     }
 
-    private static int RunEnd(string text, int i, int cls)
+    private static int Class(ReadOnlySpan<char> text, int i)
+    {
+        if (text[i] < 0x80)
+            return AsciiClass[text[i]];
+        Rune.DecodeFromUtf16(text[i..], out var rune, out _);
+        return RuneClass(rune);
+    }
+
+    private static int RunEnd(ReadOnlySpan<char> text, int i, int cls)
     {
         while (i < text.Length && Class(text, i) == cls)
             i += char.IsHighSurrogate(text[i]) && i + 1 < text.Length ? 2 : 1;
         return i;
     }
 
-    private static int MatchAt(string text, int i)
+    private static int MatchAt(ReadOnlySpan<char> text, int i)
     {
         var c = text[i];
         if (c == '\'' && i + 1 < text.Length)

@@ -67,7 +67,7 @@ public static class TokenizerTrainer
                 var unk = specials.Contains("<unk>") ? "<unk>" : null;
                 var pieces = UnigramTrainer.Train(wordCounts, new UnigramTrainerOptions
                 {
-                    VocabSize = options.VocabSize, SpecialTokens = specials, UnkToken = unk,
+                    VocabSize = options.VocabSize, SpecialTokens = specials,
                 }, progress);
                 model = Definitions.UnigramModel(pieces, unk is null ? null : specials.ToList().IndexOf(unk), byteFallback: false);
                 decoder = Definitions.Typed("Metaspace", ("replacement", "\u2581"), ("prepend_scheme", "always"), ("split", true));
