@@ -161,6 +161,7 @@ public static class ClassificationReport
             builder.Append(CultureInfo.InvariantCulture,
                 $"| {name} | {M("accuracy")} | {M("f1")} | {M("precision")} | {M("recall")} | {M("roc_auc")} | {M("log_loss")} | {M("mcc")} | {M("train_seconds")} | {M("predict_seconds")} |\n");
         }
+        AppendCrossValidation(builder, evaluations);
         builder.Append("\n## Approaches\n\n");
         foreach (var e in evaluations)
             builder.Append(CultureInfo.InvariantCulture, $"- **{e.Approach}**: {e.Result.Description}\n");
@@ -176,6 +177,23 @@ public static class ClassificationReport
         }
         builder.Append("\nPer-row probabilities: `predictions_<approach>.csv`; all figures: `metrics.json`.\n");
         return builder.ToString();
+    }
+
+    /// <summary>Per-fold and out-of-fold scores of the approaches that ran a k-fold cross-validation on the train rows
+    /// (the main table scores them on the eval rows, averaged over the fold models).</summary>
+    private static void AppendCrossValidation(StringBuilder builder, IReadOnlyList<ApproachEvaluation> evaluations)
+    {
+        foreach (var e in evaluations.Where(e => e.Metrics["folds"] is not null))
+        {
+            var folds = (int)e.Metrics["folds"]!.GetValue<double>();
+            string M(string key) => e.Metrics[key]?.GetValue<double>() is { } value ? value.ToString("F4", CultureInfo.InvariantCulture) : "n/a";
+            builder.Append(CultureInfo.InvariantCulture, $"\n## Cross-validation: {e.Approach} ({folds} stratified folds on the train rows)\n\n");
+            builder.Append("| fold | accuracy | ROC AUC |\n| --- | ---: | ---: |\n");
+            for (var fold = 0; fold < folds; fold++)
+                builder.Append(CultureInfo.InvariantCulture, $"| {fold} | {M($"fold{fold}_accuracy")} | {M($"fold{fold}_roc_auc")} |\n");
+            builder.Append(CultureInfo.InvariantCulture, $"| **out-of-fold** | **{M("cv_accuracy")}** | **{M("cv_roc_auc")}** |\n");
+            builder.Append(CultureInfo.InvariantCulture, $"\nOut-of-fold probabilities: `{e.Approach}/{Training.Approaches.KFoldApproach.OofFileName}`.\n");
+        }
     }
 
     private static string Source(Data.LabeledTexts texts) =>

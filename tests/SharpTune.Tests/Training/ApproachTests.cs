@@ -107,6 +107,9 @@ public class ApproachTests
         Assert.Contains("\"finetune\"", metrics);
         Assert.Contains("cv_roc_auc", metrics);
         Assert.True(File.Exists(Path.Combine(output, "kfold", KFoldApproach.OofFileName)));
+        var report = File.ReadAllText(Path.Combine(output, "report.md"));
+        Assert.Contains("## Cross-validation: kfold (2 stratified folds on the train rows)", report);
+        Assert.Matches(@"\| \*\*out-of-fold\*\* \| \*\*[01]\.\d{4}\*\* \| \*\*[01]\.\d{4}\*\* \|", report);
         Assert.Contains("finetune", result.StdOut);
         var missingModel = CliRunner.Run("classify", "--train", Path.Combine(dir, "train.csv"), "--text-column", "text", "--label-column", "label",
             "--eval-fraction", "0.25", "--approach", "finetune", "--output", output);
