@@ -174,7 +174,7 @@ internal sealed class BertLayer : nn.Module
     }
 }
 
-internal sealed class BertEncoder : nn.Module
+internal sealed class BertEncoder : nn.Module, IGradientCheckpointable
 {
     private readonly ModuleList<BertLayer> layer;
 
@@ -184,13 +184,15 @@ internal sealed class BertEncoder : nn.Module
         RegisterComponents();
     }
 
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Runs every layer; collects each layer's output into <paramref name="states"/> when given.
     /// Tensors are left in the caller's dispose scope.</summary>
     public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states)
     {
         foreach (var block in layer)
         {
-            hidden = block.Forward(hidden, keyMask);
+            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]), hidden, keyMask);
             states?.Add(hidden);
         }
         return hidden;
