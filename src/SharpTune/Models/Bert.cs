@@ -381,7 +381,7 @@ public sealed class BertForMaskedLM : BertPreTrainedModel
         using var scope = NewDisposeScope();
         var run = bert.Run(inputs);
         var logits = cls.Forward(run.LastHiddenState, bert.WordEmbeddingWeight);
-        var loss = inputs.Labels is null ? null : F.cross_entropy(logits.view(-1, logits.shape[^1]), inputs.Labels.view(-1).to(ScalarType.Int64));
+        var loss = inputs.Labels is null ? null : F.cross_entropy(SequenceClassificationLoss.LossInput(logits).view(-1, logits.shape[^1]), inputs.Labels.view(-1).to(ScalarType.Int64));
         return new ModelOutput
         {
             Logits = logits.MoveToOuterDisposeScope(),

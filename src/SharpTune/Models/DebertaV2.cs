@@ -400,6 +400,7 @@ public sealed class DebertaV2ForSequenceClassification : DebertaV2PreTrainedMode
     /// </summary>
     private Tensor Loss(Tensor logits, Tensor labels)
     {
+        logits = SequenceClassificationLoss.LossInput(logits);
         var numLabels = Config.NumLabels;
         if (Config.ProblemType is not null)
             return SequenceClassificationLoss.Compute(logits, labels, numLabels, Config.ProblemType);

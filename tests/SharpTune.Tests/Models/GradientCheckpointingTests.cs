@@ -5,6 +5,8 @@ using SharpTune.Peft;
 using SharpTune.Quantization;
 using SharpTune.Tests.Support;
 using SharpTune.Tests.Training;
+using SharpTune.Training;
+using SharpTune.Training.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -217,6 +219,65 @@ public class GradientCheckpointingTests
         var after = model.named_parameters().Where(p => !p.parameter.requires_grad).Select(p => p.parameter)
             .Concat(model.named_buffers().Select(b => b.buffer)).ToList();
         Assert.All(baseWeights.Zip(after), pair => Assert.True(pair.First.equal(pair.Second).all().item<bool>()));
+    }
+
+    private static TrainingArguments TrainerArgs(string dir) => new()
+    {
+        OutputDir = dir,
+        NumTrainEpochs = 2,
+        PerDeviceTrainBatchSize = 4,
+        LearningRate = 1e-3,
+        LoggingSteps = 1,
+        Seed = 5,
+        WriteLogs = false,
+    };
+
+    [Fact]
+    public void TrainerWithGradientCheckpointingEndsWithTheSameWeights()
+    {
+        var examples = Enumerable.Range(0, 8)
+            .Select(i => new TrainingExample([2, 10 + i, 40 + 3 * i, 7 + i % 3, 3]) { Label = i % 2 }).ToList();
+        var dir = RepoPaths.NewTempDirectory();
+        try
+        {
+            Dictionary<string, float[]> Train(bool checkpointing)
+            {
+                using var model = LoadWithDropout(RepoPaths.Fixture("models", "bert-seqcls"));
+                new Trainer(model, TrainerArgs(dir) with { GradientCheckpointing = checkpointing }, examples).Train();
+                Assert.Equal(checkpointing, model.IsGradientCheckpointing);
+                return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().data<float>().ToArray());
+            }
+            var plain = Train(false);
+            var checkpointed = Train(true);
+            foreach (var (name, values) in plain)
+                Assert.True(values.Zip(checkpointed[name]).All(p => Math.Abs(p.First - p.Second) <= Tolerance), $"{name} differs");
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void Fp16TrainingWithCheckpointingLowersTheLossOfADecoder()
+    {
+        var examples = Enumerable.Range(0, 4).Select(i => new long[] { 1, 20 + i, 300, 41, 5 + i, 77, 2 })
+            .Select(ids => new TrainingExample(ids) { TokenLabels = ids }).ToList();
+        var dir = RepoPaths.NewTempDirectory();
+        try
+        {
+            using var model = LoadWithDropout(RepoPaths.Fixture("models", "llama-lm"));
+            var args = TrainerArgs(dir) with { NumTrainEpochs = 8, LearningRate = 5e-3, Precision = TrainingPrecision.Float16, GradientCheckpointing = true };
+            var result = new Trainer(model, args, examples).Train();
+            var losses = result.State.LogHistory.Where(e => e.ContainsKey("loss")).Select(e => e["loss"]).ToList();
+            Assert.Equal(8, losses.Count);
+            Assert.True(losses[^1] < 0.7 * losses[0], $"fp16 loss {losses[0]} -> {losses[^1]}");
+            Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     private sealed class TinyLinearModel() : PreTrainedModel("TinyLinear", new PretrainedConfig(new System.Text.Json.Nodes.JsonObject()))
