@@ -113,7 +113,7 @@ public class GradScalerTests
         try
         {
             using var model = new OverflowingFirstSteps(steps: 2);
-            var args = Args(dir) with { MaxSteps = 5, WarmupSteps = 2, WarmupRatio = 0 };
+            var args = Args(dir) with { MaxSteps = 5, WarmupSteps = 2, WarmupRatio = 0, WriteLogs = true };
             var result = new Trainer(model, args, TinyClassifier.Data(64, 1)).Train();
             Assert.Equal(5, result.State.GlobalStep);
             Assert.Equal(2, result.State.SkippedSteps);
@@ -123,10 +123,48 @@ public class GradScalerTests
             Assert.Equal([0.0, 0.0, 0.0, 0.005, 0.01], logs.Select(e => Math.Round(e["learning_rate"], 6)));
             Assert.All(logs.Take(2), e => Assert.False(double.IsFinite(e["grad_norm"])));
             Assert.All(logs.Skip(2), e => Assert.True(double.IsFinite(e["grad_norm"])));
+            // The log keeps the overflow's norm (JSON has no infinity: a named literal), and the plot is drawn.
+            Assert.Matches("\"grad_norm\":\"(Infinity|NaN)\"", File.ReadAllText(Path.Combine(dir, TrainingLogWriter.LogFileName)));
+            Assert.True(File.Exists(Path.Combine(dir, TrainingLogWriter.PlotFileName)));
         }
         finally
         {
             Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void ResumingAnFp16RunRestoresTheLossScaleAndTheSkippedSteps()
+    {
+        var train = TinyClassifier.Data(40, 4);
+        var args = Args("") with { NumTrainEpochs = 2, PerDeviceTrainBatchSize = 4, SaveStrategy = IntervalStrategy.Steps, SaveSteps = 4 };
+        Dictionary<string, float[]> Weights(PreTrainedModel model) =>
+            model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().data<float>().ToArray());
+
+        var fullDir = RepoPaths.NewTempDirectory();
+        var resumedDir = RepoPaths.NewTempDirectory();
+        try
+        {
+            using var full = new OverflowingFirstSteps(steps: 2);
+            var fullResult = new Trainer(full, args with { OutputDir = fullDir }, train).Train();
+            using (var interrupted = new OverflowingFirstSteps(steps: 2))
+                new Trainer(interrupted, args with { OutputDir = resumedDir }, train, callbacks: [new StopAfterSave(8)]).Train();
+            // The overflows happened before the checkpoint: the resumed run must carry on with the backed-off scale and
+            // the schedule position that discounts the skipped steps.
+            using var resumed = new OverflowingFirstSteps(steps: 0);
+            var resumedResult = new Trainer(resumed, args with { OutputDir = resumedDir }, train).Train(TrainerCheckpoint.Latest(resumedDir));
+
+            Assert.Equal((2L, 16384.0), (fullResult.State.SkippedSteps, fullResult.State.LossScale!.Value));
+            Assert.Equal((fullResult.State.SkippedSteps, fullResult.State.LossScale, fullResult.State.LossScaleGrowthTracker),
+                (resumedResult.State.SkippedSteps, resumedResult.State.LossScale, resumedResult.State.LossScaleGrowthTracker));
+            var expected = Weights(full);
+            foreach (var (name, values) in Weights(resumed))
+                Assert.Equal(expected[name], values);
+        }
+        finally
+        {
+            Directory.Delete(fullDir, true);
+            Directory.Delete(resumedDir, true);
         }
     }
 
