@@ -86,10 +86,10 @@ public sealed class Trainer
         using var optimizer = CreateOptimizer(groups);
         State = resumeFromCheckpoint is null ? new TrainerState() : TrainerCheckpoint.Restore(resumeFromCheckpoint, Model, optimizer);
         State.MaxSteps = totalSteps;
+        State.NumTrainEpochs = epochs;
         var scaler = args.Precision == TrainingPrecision.Float16 ? new GradScaler() : null;
         if (scaler is not null && State.LossScale is { } scale)
             scaler.Restore(scale, State.LossScaleGrowthTracker);
-        State.NumTrainEpochs = epochs;
         var control = new TrainerControl();
         var watch = Stopwatch.StartNew();
         double lossSinceLog = 0, lossTotal = 0;
