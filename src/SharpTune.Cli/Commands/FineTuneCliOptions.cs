@@ -22,7 +22,7 @@ internal static class FineTuneCliOptions
     };
     public static readonly Option<bool> GradCheckpointing = new("--grad-checkpointing")
     {
-        Description = "finetune/kfold: recompute each encoder layer's activations during backward instead of storing them (less memory, ~30% more compute, same results).",
+        Description = "finetune/kfold: recompute each encoder layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same results).",
     };
     public static readonly Option<string?> Pooling = new("--pooling")
     {

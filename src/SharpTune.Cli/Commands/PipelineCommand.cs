@@ -41,7 +41,7 @@ public static class PipelineCommand
     private static readonly Option<string> Optim = new("--optim") { Description = "Optimizer: adamw8bit (default, as the seed: 8-bit blockwise-quantized moments) or adamw." };
     private static readonly Option<bool> GradCheckpointing = new("--grad-checkpointing")
     {
-        Description = "LoRA stage: recompute each decoder layer's activations during backward instead of storing them (less memory, ~30% more compute, same adapter).",
+        Description = "LoRA stage: recompute each decoder layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same adapter).",
     };
     private static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens generated per evaluation run (default 32)." };
     private static readonly Option<int> LatencyRuns = new("--latency-runs") { Description = "Timed generation runs per variant, after warm-up (default 5)." };

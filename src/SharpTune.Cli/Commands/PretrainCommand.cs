@@ -38,7 +38,7 @@ public static class PretrainCommand
         var fp16 = new Option<bool>("--fp16") { Description = "train in float16 with fp32 master weights and dynamic loss scaling (steps whose gradients overflow are skipped)" };
         var gradCheckpointing = new Option<bool>("--grad-checkpointing")
         {
-            Description = "recompute each layer's activations during backward instead of storing them (less memory, ~30% more compute, same results)",
+            Description = "recompute each layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same results)",
         };
         var saveSteps = new Option<long>("--save-steps") { Description = "checkpoint every N steps (0: at the end of each epoch)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue from the newest checkpoint in --output" };
