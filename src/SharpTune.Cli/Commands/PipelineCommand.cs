@@ -39,6 +39,10 @@ public static class PipelineCommand
     private static readonly Option<int> WarmupSteps = new("--warmup-steps") { Description = "Linear warmup steps (default 10)." };
     private static readonly Option<double> MaxGradNorm = new("--max-grad-norm") { Description = "Gradient clipping norm (default 0.3)." };
     private static readonly Option<string> Optim = new("--optim") { Description = "Optimizer: adamw8bit (default, as the seed: 8-bit blockwise-quantized moments) or adamw." };
+    private static readonly Option<bool> GradCheckpointing = new("--grad-checkpointing")
+    {
+        Description = "LoRA stage: recompute each decoder layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same adapter).",
+    };
     private static readonly Option<int> MaxNewTokens = new("--max-new-tokens") { Description = "Tokens generated per evaluation run (default 32)." };
     private static readonly Option<int> LatencyRuns = new("--latency-runs") { Description = "Timed generation runs per variant, after warm-up (default 5)." };
     private static readonly Option<int> WarmupRuns = new("--warmup-runs") { Description = "Untimed warm-up runs per variant (default 1)." };
@@ -65,7 +69,7 @@ public static class PipelineCommand
         Option[] options =
         [
             Model, Data, Output, Stages, TrainSamples, HeldOutSamples, MaxLength, QuantBits, QuantType, DoubleQuant, ComputeDType, LoraR, LoraAlpha,
-            LoraDropout, TargetModules, QLora, Epochs, BatchSize, GradAccum, LearningRate, WarmupSteps, MaxGradNorm, Optim, MaxNewTokens, LatencyRuns,
+            LoraDropout, TargetModules, QLora, Epochs, BatchSize, GradAccum, LearningRate, WarmupSteps, MaxGradNorm, Optim, GradCheckpointing, MaxNewTokens, LatencyRuns,
             WarmupRuns, SamplePrompts, S3Bucket, S3Prefix, S3Endpoint, S3Region, S3PathStyle, S3AccessKey, S3SecretKey, HubRepo, HubRevision, HubEndpoint, HubToken,
         ];
         foreach (var option in options)
@@ -133,6 +137,7 @@ public static class PipelineCommand
         s = Set(s, LoraDropout, (x, v) => x with { LoraDropout = v is >= 0 and < 1 ? v : throw new UsageException("--lora-dropout must be in [0, 1)") });
         s = Set(s, TargetModules, (x, v) => x with { TargetModules = v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) });
         s = Set(s, QLora, (x, v) => x with { QLora = v });
+        s = Set(s, GradCheckpointing, (x, v) => x with { GradientCheckpointing = v });
         s = Set(s, Epochs, (x, v) => x with { Epochs = Positive(v, "--epochs") });
         s = Set(s, BatchSize, (x, v) => x with { BatchSize = Positive(v, "--batch-size") });
         s = Set(s, GradAccum, (x, v) => x with { GradientAccumulationSteps = Positive(v, "--grad-accum") });

@@ -35,6 +35,11 @@ public static class PretrainCommand
         var warmup = new Option<double>("--warmup-ratio") { Description = "share of steps with linear warmup", DefaultValueFactory = _ => 0.06 };
         var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on biases and LayerNorm)", DefaultValueFactory = _ => 0.01 };
         var bf16 = new Option<bool>("--bf16") { Description = "train in bfloat16 with fp32 master weights" };
+        var fp16 = new Option<bool>("--fp16") { Description = "train in float16 with fp32 master weights and dynamic loss scaling (steps whose gradients overflow are skipped)" };
+        var gradCheckpointing = new Option<bool>("--grad-checkpointing")
+        {
+            Description = "recompute each layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same results)",
+        };
         var saveSteps = new Option<long>("--save-steps") { Description = "checkpoint every N steps (0: at the end of each epoch)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue from the newest checkpoint in --output" };
 
@@ -43,7 +48,7 @@ public static class PretrainCommand
             "causal LM. Prints held-out loss before and after; the saved model loads for classification or generation.")
         {
             objective, config, model, tokenizer, train, eval, evalFraction, output, layers, epochs, maxSteps, lr, batchSize, gradAccum,
-            maxLength, warmup, weightDecay, bf16, saveSteps, resume,
+            maxLength, warmup, weightDecay, bf16, fp16, gradCheckpointing, saveSteps, resume,
         };
         command.SetAction(parseResult =>
         {
@@ -107,7 +112,8 @@ public static class PretrainCommand
                 GradientAccumulationSteps = parseResult.GetValue(gradAccum),
                 WarmupRatio = parseResult.GetValue(warmup),
                 WeightDecay = parseResult.GetValue(weightDecay),
-                Precision = parseResult.GetValue(bf16) ? TrainingPrecision.BFloat16 : TrainingPrecision.Float32,
+                Precision = FineTuneCliOptions.ParsePrecision(parseResult.GetValue(bf16), parseResult.GetValue(fp16)),
+                GradientCheckpointing = parseResult.GetValue(gradCheckpointing),
                 SaveStrategy = saveEvery > 0 ? IntervalStrategy.Steps : IntervalStrategy.Epoch,
                 SaveSteps = Math.Max(saveEvery, 1),
                 SaveTotalLimit = 2,

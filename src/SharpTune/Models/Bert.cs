@@ -174,7 +174,7 @@ internal sealed class BertLayer : nn.Module
     }
 }
 
-internal sealed class BertEncoder : nn.Module
+internal sealed class BertEncoder : nn.Module, IGradientCheckpointable
 {
     private readonly ModuleList<BertLayer> layer;
 
@@ -184,13 +184,15 @@ internal sealed class BertEncoder : nn.Module
         RegisterComponents();
     }
 
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Runs every layer; collects each layer's output into <paramref name="states"/> when given.
     /// Tensors are left in the caller's dispose scope.</summary>
     public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states)
     {
         foreach (var block in layer)
         {
-            hidden = block.Forward(hidden, keyMask);
+            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]), hidden, keyMask);
             states?.Add(hidden);
         }
         return hidden;
@@ -379,7 +381,7 @@ public sealed class BertForMaskedLM : BertPreTrainedModel
         using var scope = NewDisposeScope();
         var run = bert.Run(inputs);
         var logits = cls.Forward(run.LastHiddenState, bert.WordEmbeddingWeight);
-        var loss = inputs.Labels is null ? null : F.cross_entropy(logits.view(-1, logits.shape[^1]), inputs.Labels.view(-1).to(ScalarType.Int64));
+        var loss = inputs.Labels is null ? null : F.cross_entropy(SequenceClassificationLoss.LossInput(logits).view(-1, logits.shape[^1]), inputs.Labels.view(-1).to(ScalarType.Int64));
         return new ModelOutput
         {
             Logits = logits.MoveToOuterDisposeScope(),

@@ -259,7 +259,7 @@ internal sealed class DebertaV2Layer : nn.Module
 }
 
 /// <summary>The layers plus the relative embeddings they share (<c>encoder.rel_embeddings</c>, <c>encoder.LayerNorm</c>).</summary>
-internal sealed class DebertaV2Encoder : nn.Module
+internal sealed class DebertaV2Encoder : nn.Module, IGradientCheckpointable
 {
     private readonly ModuleList<DebertaV2Layer> layer;
     private readonly Embedding? rel_embeddings;
@@ -279,6 +279,8 @@ internal sealed class DebertaV2Encoder : nn.Module
         RegisterComponents();
     }
 
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Runs every layer, adding each output to <paramref name="states"/> when given (caller's dispose scope).</summary>
     public Tensor Forward(Tensor hidden, Tensor mask, List<Tensor>? states)
     {
@@ -292,7 +294,7 @@ internal sealed class DebertaV2Encoder : nn.Module
         }
         foreach (var block in layer)
         {
-            hidden = block.Forward(hidden, pairMask, relativePositions, relativeEmbeddings);
+            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]!, x[2], x[3]), hidden, pairMask, relativePositions, relativeEmbeddings);
             states?.Add(hidden);
         }
         return hidden;
@@ -398,6 +400,7 @@ public sealed class DebertaV2ForSequenceClassification : DebertaV2PreTrainedMode
     /// </summary>
     private Tensor Loss(Tensor logits, Tensor labels)
     {
+        logits = SequenceClassificationLoss.LossInput(logits);
         var numLabels = Config.NumLabels;
         if (Config.ProblemType is not null)
             return SequenceClassificationLoss.Compute(logits, labels, numLabels, Config.ProblemType);

@@ -167,7 +167,7 @@ internal sealed class TransformerBlock : nn.Module
     }
 }
 
-internal sealed class DistilBertTransformer : nn.Module
+internal sealed class DistilBertTransformer : nn.Module, IGradientCheckpointable
 {
     private readonly ModuleList<TransformerBlock> layer;
 
@@ -177,12 +177,14 @@ internal sealed class DistilBertTransformer : nn.Module
         RegisterComponents();
     }
 
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Runs every layer, adding each output to <paramref name="states"/> when given (caller's dispose scope).</summary>
     public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states)
     {
         foreach (var block in layer)
         {
-            hidden = block.Forward(hidden, keyMask);
+            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]), hidden, keyMask);
             states?.Add(hidden);
         }
         return hidden;

@@ -56,6 +56,29 @@ public abstract class PreTrainedModel : nn.Module
         TieWeights();
     }
 
+    /// <summary>transformers' gradient_checkpointing_enable: every encoder/decoder layer stack in this model recomputes
+    /// its layers' activations during backward instead of storing them (training mode only; see
+    /// <see cref="Blocks.GradientCheckpointing"/>). Results are unchanged; memory drops, compute grows by about one forward.</summary>
+    public void GradientCheckpointingEnable() => SetGradientCheckpointing(true);
+
+    public void GradientCheckpointingDisable() => SetGradientCheckpointing(false);
+
+    /// <summary>transformers' is_gradient_checkpointing.</summary>
+    public bool IsGradientCheckpointing => LayerStacks().Any(s => s.GradientCheckpointing);
+
+    private void SetGradientCheckpointing(bool enabled)
+    {
+        var stacks = LayerStacks().ToList();
+        if (stacks.Count == 0)
+            throw new NotSupportedException($"{GetType().Name} does not support gradient checkpointing (it has no encoder or decoder layer stack)");
+        foreach (var stack in stacks)
+            stack.GradientCheckpointing = enabled;
+    }
+
+    // named_modules leaves out the root, which is itself the stack for bare decoder models.
+    private IEnumerable<Blocks.IGradientCheckpointable> LayerStacks() =>
+        ModuleTree.UniqueModules(this).Select(m => m.Module).Prepend(this).Distinct(ReferenceEqualityComparer.Instance).OfType<Blocks.IGradientCheckpointable>();
+
     public long ParameterCount(bool trainableOnly = false) =>
         parameters().Where(p => !trainableOnly || p.requires_grad).Sum(p => p.numel());
 

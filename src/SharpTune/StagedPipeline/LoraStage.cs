@@ -65,6 +65,7 @@ internal sealed class LoraStage : PipelineStage
                 WarmupSteps = settings.WarmupSteps,
                 MaxGradNorm = settings.MaxGradNorm,
                 Optimizer = Optimizer(settings.Optimizer),
+                GradientCheckpointing = settings.GradientCheckpointing,
                 Seed = settings.Seed,
                 LoggingSteps = 1,
             };

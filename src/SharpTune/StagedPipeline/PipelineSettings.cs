@@ -41,6 +41,9 @@ public sealed record PipelineSettings
     public double MaxGradNorm { get; init; } = 0.3;
     /// <summary>"adamw8bit" (the seed's 8-bit AdamW: blockwise-quantized moments) or "adamw".</summary>
     public string Optimizer { get; init; } = "adamw8bit";
+    /// <summary>Recompute the decoder layers' activations during backward (less memory, same adapter). Not part of the
+    /// LoRA stage's fingerprint: it changes memory, not results.</summary>
+    public bool GradientCheckpointing { get; init; }
 
     // Evaluation.
     public int MaxNewTokens { get; init; } = 32;

@@ -20,8 +20,9 @@ public sealed record TrainOutput(long GlobalStep, double TrainingLoss, TimeSpan 
 /// <summary>
 /// The training loop of transformers' Trainer for any <see cref="PreTrainedModel"/> whose <c>Forward</c> returns a loss
 /// when labels are given: AdamW/SGD with decay groups, head and layer-wise learning rates, schedules with warmup,
-/// gradient accumulation and clipping, bf16 with fp32 master weights, evaluation, resumable checkpoints, best-model
-/// selection, early stopping, JSONL logs, a loss plot and progress reporting.
+/// gradient accumulation and clipping, bf16 or fp16 (with dynamic loss scaling) over fp32 master weights, gradient
+/// checkpointing, evaluation, resumable checkpoints, best-model selection, early stopping, JSONL logs, a loss plot and
+/// progress reporting.
 /// </summary>
 public sealed class Trainer
 {
@@ -69,8 +70,10 @@ public sealed class Trainer
         var args = Args;
         Directory.CreateDirectory(args.OutputDir);
         TorchRuntime.Seed(args.Seed);
-        if (args.Precision == TrainingPrecision.BFloat16)
-            Model.to(ScalarType.BFloat16);
+        if (args.Precision != TrainingPrecision.Float32)
+            Model.to(args.Precision == TrainingPrecision.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float16);
+        if (args.GradientCheckpointing)
+            Model.GradientCheckpointingEnable();
 
         var batchesPerEpoch = (TrainDataset.Count + args.PerDeviceTrainBatchSize - 1) / args.PerDeviceTrainBatchSize;
         var stepsPerEpoch = (batchesPerEpoch + args.GradientAccumulationSteps - 1) / args.GradientAccumulationSteps;
@@ -84,6 +87,9 @@ public sealed class Trainer
         State = resumeFromCheckpoint is null ? new TrainerState() : TrainerCheckpoint.Restore(resumeFromCheckpoint, Model, optimizer);
         State.MaxSteps = totalSteps;
         State.NumTrainEpochs = epochs;
+        var scaler = args.Precision == TrainingPrecision.Float16 ? new GradScaler() : null;
+        if (scaler is not null && State.LossScale is { } scale)
+            scaler.Restore(scale, State.LossScaleGrowthTracker);
         var control = new TrainerControl();
         var watch = Stopwatch.StartNew();
         double lossSinceLog = 0, lossTotal = 0;
@@ -107,13 +113,20 @@ public sealed class Trainer
                     using var output = Model.Forward(batch.Inputs);
                     var loss = (output.Loss ?? throw new InvalidOperationException($"{Model.GetType().Name} returned no loss: do the examples carry labels?"))
                                / windows[w].Length;
-                    loss.backward();
+                    (scaler?.ScaleLoss(loss) ?? loss).backward();
                     windowLoss += loss.to(ScalarType.Float32).item<float>();
                 }
-                scheduler.Apply(optimizer, State.GlobalStep);
-                var learningRate = args.LearningRate * scheduler.Factor(State.GlobalStep, args.LearningRate);
-                var gradNorm = optimizer.Step(args.MaxGradNorm > 0 ? args.MaxGradNorm : null);
+                // Steps skipped for overflowing fp16 gradients do not advance the schedule.
+                var scheduleStep = State.GlobalStep - State.SkippedSteps;
+                scheduler.Apply(optimizer, scheduleStep);
+                var learningRate = args.LearningRate * scheduler.Factor(scheduleStep, args.LearningRate);
+                var gradNorm = optimizer.Step(args.MaxGradNorm > 0 ? args.MaxGradNorm : null, scaler);
                 optimizer.ZeroGrad();
+                if (scaler is not null)
+                {
+                    State.SkippedSteps += scaler.LastStepSkipped ? 1 : 0;
+                    (State.LossScale, State.LossScaleGrowthTracker) = (scaler.Scale, scaler.GrowthTracker);
+                }
                 State.GlobalStep++;
                 State.StepsInEpoch = w + 1;
                 State.Epoch = epoch + (double)(w + 1) / windows.Count;

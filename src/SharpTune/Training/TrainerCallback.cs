@@ -19,6 +19,11 @@ public sealed class TrainerState
     /// <summary>Epoch in progress (0-based) and optimizer steps already done in it — where a resumed run restarts.</summary>
     public int EpochIndex { get; set; }
     public long StepsInEpoch { get; set; }
+    /// <summary>fp16 runs: optimizer steps skipped because the gradients overflowed (the scheduler did not advance on
+    /// them, as in transformers), and the loss scaler's state.</summary>
+    public long SkippedSteps { get; set; }
+    public double? LossScale { get; set; }
+    public int LossScaleGrowthTracker { get; set; }
 }
 
 /// <summary>Lets callbacks stop training early.</summary>

@@ -10,7 +10,7 @@ namespace SharpTune.Training;
 /// A resumable checkpoint folder <c>checkpoint-{step}/</c>: the model (<c>model.safetensors</c> + <c>config.json</c>,
 /// loadable with AutoModel), <c>optimizer.safetensors</c> (moments, master weights, step counts),
 /// <c>rng_state.safetensors</c> (libtorch's CPU generator) and <c>trainer_state.json</c> (step, epoch position, best
-/// metric, log history; the scheduler is a pure function of the step). The folder is assembled under a temporary
+/// metric, log history, fp16 loss scale; the scheduler is a pure function of the step and the skipped fp16 steps). The folder is assembled under a temporary
 /// name and renamed into place, so a killed run never leaves a half-written checkpoint.
 /// </summary>
 public static class TrainerCheckpoint
@@ -20,7 +20,7 @@ public static class TrainerCheckpoint
     public const string OptimizerFileName = "optimizer.safetensors";
     public const string RngFileName = "rng_state.safetensors";
 
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions JsonOptions = new(TrainingLogWriter.JsonOptions) { WriteIndented = true };
 
     public static string Save(string outputDir, PreTrainedModel model, Optimizer optimizer, TrainerState state)
     {
@@ -51,7 +51,7 @@ public static class TrainerCheckpoint
         var path = Path.Combine(checkpoint, StateFileName);
         if (!File.Exists(path))
             throw new FileNotFoundException($"{checkpoint} is not a training checkpoint: {StateFileName} is missing", path);
-        return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path))
+        return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), JsonOptions)
                ?? throw new InvalidDataException($"{path}: empty trainer state");
     }
 

@@ -18,12 +18,15 @@ public enum OptimizerType
     Sgd,
 }
 
-/// <summary>Numeric precision of training. <see cref="BFloat16"/>: weights, activations and gradients in bf16 while the
-/// optimizer updates fp32 master weights (TorchSharp 0.107 has no autocast, so this is "bf16 weights + fp32 master").</summary>
+/// <summary>Numeric precision of training. <see cref="BFloat16"/> and <see cref="Float16"/>: weights, activations and
+/// gradients in the half type while the optimizer updates fp32 master weights (TorchSharp 0.107 has no autocast, so
+/// this is "half weights + fp32 master"); losses are computed in fp32.</summary>
 public enum TrainingPrecision
 {
     Float32,
     BFloat16,
+    /// <summary>fp16 with dynamic loss scaling (<see cref="Optimization.GradScaler"/>): overflowing steps are skipped.</summary>
+    Float16,
 }
 
 /// <summary>Settings of a <see cref="Trainer"/> run, named after transformers' TrainingArguments.</summary>
@@ -69,6 +72,10 @@ public sealed record TrainingArguments
     public bool GroupByLength { get; init; }
 
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Float32;
+
+    /// <summary>Recompute each layer's activations during backward instead of storing them (transformers'
+    /// gradient_checkpointing): less memory, about one extra forward per step, the same results.</summary>
+    public bool GradientCheckpointing { get; init; }
 
     public IntervalStrategy EvalStrategy { get; init; } = IntervalStrategy.No;
     public long EvalSteps { get; init; } = 500;

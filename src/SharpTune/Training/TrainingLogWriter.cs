@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using SharpTune.IO;
 
 namespace SharpTune.Training;
@@ -10,15 +11,19 @@ public sealed class TrainingLogWriter(string outputDir) : TrainerCallback
     public const string LogFileName = "training_log.jsonl";
     public const string PlotFileName = "training_curves.png";
 
+    /// <summary>fp16 steps skipped for overflow log an infinite or NaN gradient norm, which plain JSON cannot hold:
+    /// written as the strings "Infinity"/"NaN" (and read back as numbers).</summary>
+    internal static readonly JsonSerializerOptions JsonOptions = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     public string LogPath { get; } = Path.Combine(outputDir, LogFileName);
     public string PlotPath { get; } = Path.Combine(outputDir, PlotFileName);
 
     public override void OnTrainBegin(TrainingArguments args, TrainerState state, TrainerControl control) =>
         // A resumed run rewrites the log with the checkpoint's history, dropping lines logged after it.
-        AtomicFile.WriteAllText(LogPath, string.Concat(state.LogHistory.Select(entry => JsonSerializer.Serialize(entry) + "\n")));
+        AtomicFile.WriteAllText(LogPath, string.Concat(state.LogHistory.Select(entry => JsonSerializer.Serialize(entry, JsonOptions) + "\n")));
 
     public override void OnLog(TrainingArguments args, TrainerState state, TrainerControl control, IReadOnlyDictionary<string, double> logs) =>
-        File.AppendAllText(LogPath, JsonSerializer.Serialize(logs) + "\n");
+        File.AppendAllText(LogPath, JsonSerializer.Serialize(logs, JsonOptions) + "\n");
 
     public override void OnTrainEnd(TrainingArguments args, TrainerState state, TrainerControl control) =>
         WritePlot(state.LogHistory, PlotPath, args.BestMetricKey);

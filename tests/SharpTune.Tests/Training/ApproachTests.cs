@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using SharpTune.Classic;
 using SharpTune.Data;
 using SharpTune.Metrics;
@@ -115,6 +116,45 @@ public class ApproachTests
             "--eval-fraction", "0.25", "--approach", "finetune", "--output", output);
         Assert.Equal(2, missingModel.ExitCode);
         Assert.Contains("--model", missingModel.StdErr);
+        Directory.Delete(modelDir, true);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void GradientCheckpointingChangesMemoryNotTheFineTunedModel()
+    {
+        var modelDir = TinyBertDirectory();
+        var problem = Problem();
+        double[] EvalProbabilities(bool checkpointing) => new FineTuneApproach(new FineTuneOptions(modelDir)
+        {
+            Epochs = 2, LearningRate = 1e-3, BatchSize = 8, MaxLength = 16, WarmupRatio = 0.1, GradientCheckpointing = checkpointing,
+        }).Run(problem, null).EvalProbabilities;
+        var plain = EvalProbabilities(false);
+        var checkpointed = EvalProbabilities(true);
+        Assert.All(plain.Zip(checkpointed), p => Assert.Equal(p.First, p.Second, 6));
+        Directory.Delete(modelDir, true);
+    }
+
+    [Fact]
+    public void ClassifyTrainsInFp16WithGradientCheckpointing()
+    {
+        var modelDir = TinyBertDirectory();
+        var dir = RepoPaths.NewTempDirectory();
+        var texts = Texts(120, 9);
+        var train = Path.Combine(dir, "train.csv");
+        File.WriteAllLines(train, ["text,label", .. texts.Texts.Zip(texts.Labels, (t, l) => $"{t},{l}")]);
+        CliResult Classify(string output, params string[] extra) => CliRunner.Run(["classify", "--train", train, "--text-column", "text", "--label-column", "label",
+            "--eval-fraction", "0.25", "--model", modelDir, "--approach", "finetune", "--epochs", "4", "--lr", "1e-3", "--batch-size", "8",
+            "--max-length", "16", "--warmup-ratio", "0.1", "--output", Path.Combine(dir, output), "--seed", "3", .. extra]);
+
+        var fp16 = Classify("fp16", "--fp16", "--grad-checkpointing");
+        Assert.True(fp16.ExitCode == 0, fp16.All);
+        var accuracy = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "fp16", "metrics.json")))!["finetune"]!["accuracy"]!.GetValue<double>();
+        Assert.True(accuracy >= 0.8, $"fp16 accuracy {accuracy}");
+
+        var both = Classify("both", "--bf16", "--fp16");
+        Assert.Equal(2, both.ExitCode);
+        Assert.Contains("--bf16 and --fp16", both.StdErr);
         Directory.Delete(modelDir, true);
         Directory.Delete(dir, true);
     }

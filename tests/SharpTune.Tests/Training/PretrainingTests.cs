@@ -51,8 +51,10 @@ public class PretrainingTests
         Assert.Equal(new long[] { 5, 6, 7, 8, -100, -100 }, batch.Inputs.Labels!.data<long>().ToArray());
     }
 
-    [Fact]
-    public void PretrainCommandLowersHeldOutMlmLossAndTheModelLoadsForClassification()
+    [Theory]
+    [InlineData]
+    [InlineData("--fp16", "--grad-checkpointing")]
+    public void PretrainCommandLowersHeldOutMlmLossAndTheModelLoadsForClassification(params string[] precision)
     {
         var dir = RepoPaths.NewTempDirectory();
         File.Copy(RepoPaths.Fixture("tokenizers", "bert-wordpiece.tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
@@ -63,8 +65,8 @@ public class PretrainingTests
         File.WriteAllLines(Path.Combine(dir, "train.txt"), File.ReadLines(Path.Combine(RepoPaths.Data, "tinystories", "tiny_stories_sample.txt")).Take(240));
         var output = Path.Combine(dir, "out");
 
-        var result = CliRunner.Run("pretrain", "--objective", "mlm", "--config", dir, "--train", Path.Combine(dir, "train.txt"), "--output", output,
-            "--layers", "1", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3", "--max-length", "48", "--eval-fraction", "0.1", "--seed", "3");
+        var result = CliRunner.Run(["pretrain", "--objective", "mlm", "--config", dir, "--train", Path.Combine(dir, "train.txt"), "--output", output,
+            "--layers", "1", "--epochs", "2", "--batch-size", "16", "--lr", "2e-3", "--max-length", "48", "--eval-fraction", "0.1", "--seed", "3", .. precision]);
         Assert.True(result.ExitCode == 0, result.All);
         var metrics = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "pretrain_metrics.json")))!;
         var before = metrics["eval_loss_before"]!.GetValue<double>();

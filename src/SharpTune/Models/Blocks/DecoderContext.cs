@@ -63,6 +63,18 @@ public sealed class DecoderContext
             RotaryAngles = rotary.Angles(PositionIds, hidden.dtype);
     }
 
+    /// <summary>The tensors a layer reads from the context, for a checkpointed layer to save and get back in backward
+    /// (see <see cref="WithLayerTensors"/>).</summary>
+    internal Tensor?[] LayerTensors => [PositionIds, Mask, RotaryAngles?.Cos, RotaryAngles?.Sin];
+
+    /// <summary>This context over <paramref name="tensors"/> in place of its own (as listed by <see cref="LayerTensors"/>).</summary>
+    internal DecoderContext WithLayerTensors(IReadOnlyList<Tensor?> tensors) => new(tensors[0]!, Cache)
+    {
+        Mask = tensors[1],
+        IsCausal = IsCausal,
+        RotaryAngles = tensors[2] is { } cos ? (cos, tensors[3]!) : null,
+    };
+
     /// <summary>Applies the rotary embedding (if any) to queries and keys [B, H, T, D].</summary>
     public (Tensor Queries, Tensor Keys) Rotate(Tensor queries, Tensor keys) =>
         RotaryAngles is var (cos, sin)

@@ -6,9 +6,10 @@ namespace SharpTune.Models.Blocks;
 /// Base of the decoder-only stacks (LlamaModel, GPT2Model, PhiModel, GPTNeoXModel): embeddings, layers, final norm.
 /// The forward loop is written once here: positions, mask and rotary angles per pass, all hidden states on
 /// request (embeddings, then each layer's output, the last one after the final norm, as transformers returns
-/// them), and <see cref="KeyValueCache.Advance"/> called once per pass when <see cref="ModelInputs.Cache"/> is set.
+/// them), <see cref="KeyValueCache.Advance"/> called once per pass when <see cref="ModelInputs.Cache"/> is set, and
+/// gradient checkpointing of every layer when enabled.
 /// </summary>
-public abstract class DecoderModel : PreTrainedModel
+public abstract class DecoderModel : PreTrainedModel, IGradientCheckpointable
 {
     /// <param name="name">transformers class name.</param>
     /// <param name="baseModelPrefix">Where causal-LM checkpoints keep this stack ("model", "transformer", "gpt_neox").</param>
@@ -18,6 +19,8 @@ public abstract class DecoderModel : PreTrainedModel
     public override string BaseModelPrefix { get; }
 
     public abstract int NumLayers { get; }
+
+    public bool GradientCheckpointing { get; set; }
 
     /// <summary>The input embedding matrix [vocab, hidden]; tied LM heads project onto it.</summary>
     public abstract Tensor InputEmbeddingWeight { get; }
@@ -42,10 +45,15 @@ public abstract class DecoderModel : PreTrainedModel
         var hidden = Embed(inputs.InputIds, context.PositionIds);
         context.Prepare(inputs, hidden, Rotary);
         var states = inputs.OutputHiddenStates ? new List<Tensor>() : null;
+        // Decoding with a key/value cache appends to the cache in each layer: never recomputed.
+        var checkpoint = context.Cache is null && Blocks.GradientCheckpointing.IsActive(this);
         for (var i = 0; i < NumLayers; i++)
         {
             states?.Add(hidden);
-            var next = RunLayer(i, hidden, context);
+            var index = i;
+            var next = checkpoint
+                ? Blocks.GradientCheckpointing.Checkpoint(x => RunLayer(index, x[0]!, context.WithLayerTensors(x.Skip(1).ToList())), [hidden, .. context.LayerTensors])
+                : RunLayer(i, hidden, context);
             if (states is null)
                 hidden.Dispose();
             hidden = next;

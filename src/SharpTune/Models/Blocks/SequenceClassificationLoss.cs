@@ -19,10 +19,15 @@ public static class SequenceClassificationLoss
             : labels.dtype is ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte ? SingleLabel
             : MultiLabel);
 
+    /// <summary>fp16 logits in fp32 for a loss, as autocast computes losses: fp16 log-probabilities lose precision, and the
+    /// loss-scaled gradient (2^16 and up) would not even fit in fp16.</summary>
+    public static Tensor LossInput(Tensor logits) => logits.dtype == ScalarType.Float16 ? logits.to(ScalarType.Float32) : logits;
+
     /// <summary>Loss of <paramref name="logits"/> [B, numLabels] against <paramref name="labels"/>.</summary>
     public static Tensor Compute(Tensor logits, Tensor labels, int numLabels, string? problemType)
     {
         using var scope = NewDisposeScope();
+        logits = LossInput(logits);
         var loss = InferProblemType(problemType, numLabels, labels) switch
         {
             Regression when numLabels == 1 => F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)),

@@ -26,6 +26,10 @@ public sealed record FineTuneOptions(string ModelDirectory)
     public double WeightDecay { get; init; } = 0.01;
     public int GradientAccumulationSteps { get; init; } = 1;
     public bool BFloat16 { get; init; }
+    /// <summary>fp16 with dynamic loss scaling (exclusive with <see cref="BFloat16"/>).</summary>
+    public bool Float16 { get; init; }
+    /// <summary>Recompute layer activations in backward (less memory, same results).</summary>
+    public bool GradientCheckpointing { get; init; }
     /// <summary>Pooling head on the encoder; null uses the architecture's own sequence-classification head.</summary>
     public PoolingStrategy? Pooling { get; init; }
     public double? HeadLearningRate { get; init; }
@@ -208,7 +212,14 @@ internal static class FineTuning
                 LayerwiseLearningRateDecay = options.LayerwiseLearningRateDecay,
                 WeightDecay = options.WeightDecay,
                 WarmupRatio = options.WarmupRatio,
-                Precision = options.BFloat16 ? TrainingPrecision.BFloat16 : TrainingPrecision.Float32,
+                Precision = (options.BFloat16, options.Float16) switch
+                {
+                    (true, true) => throw new ArgumentException("choose bf16 or fp16 training, not both"),
+                    (true, false) => TrainingPrecision.BFloat16,
+                    (false, true) => TrainingPrecision.Float16,
+                    _ => TrainingPrecision.Float32,
+                },
+                GradientCheckpointing = options.GradientCheckpointing,
                 Seed = seed,
                 LoggingSteps = 10,
                 WriteLogs = outputDirectory is not null,

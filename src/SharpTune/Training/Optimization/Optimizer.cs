@@ -53,8 +53,9 @@ public abstract class Optimizer : IDisposable
     public IEnumerable<(string Name, Tensor Weight)> Weights() => Entries.Select((e, i) => (e.Name, WeightOf(i)));
 
     /// <summary>Clips the gradients to <paramref name="maxGradNorm"/> (when given) and updates the parameters.
-    /// Returns the total L2 norm of the gradients before clipping.</summary>
-    public double Step(double? maxGradNorm)
+    /// Returns the total L2 norm of the gradients before clipping. With a loss <paramref name="scaler"/> (fp16) the
+    /// gradients are unscaled first, and a step whose gradients overflowed is skipped (see <see cref="GradScaler"/>).</summary>
+    public double Step(double? maxGradNorm, GradScaler? scaler = null)
     {
         using var scope = NewDisposeScope();
         var gradients = new List<(int Index, Tensor Gradient)>();
@@ -65,7 +66,12 @@ public abstract class Optimizer : IDisposable
                 continue;
             gradients.Add((i, grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32)));
         }
-        var norm = ClipGradients(gradients.Select(g => g.Gradient).ToList(), maxGradNorm);
+        var fp32Gradients = gradients.Select(g => g.Gradient).ToList();
+        var overflow = scaler?.Unscale(fp32Gradients) ?? false;
+        var norm = ClipGradients(fp32Gradients, overflow ? null : maxGradNorm);
+        scaler?.Update(overflow);
+        if (overflow)
+            return norm;
         using (no_grad())
         {
             foreach (var (index, gradient) in gradients)
