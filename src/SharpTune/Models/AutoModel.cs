@@ -17,8 +17,9 @@ public enum ModelTask
 public sealed record ModelRegistration(string Architecture, string ModelType, ModelTask Task, Func<PretrainedConfig, PreTrainedModel> Create);
 
 /// <summary>
-/// Builds the right model class from <c>config.json</c> (like transformers' AutoModel*): by the task asked for
-/// and <c>model_type</c>, or else by <c>architectures[0]</c>; then loads the weights.
+/// Builds the right model class from <c>config.json</c> (like transformers' AutoModel*): for a task, the saved class
+/// (<c>architectures</c>) when it has that head, else <c>model_type</c>'s class for the task; with no task, the saved
+/// class; then loads the weights.
 /// </summary>
 public static class AutoModel
 {
@@ -61,6 +62,10 @@ public static class AutoModel
         var where = config.SourcePath ?? PretrainedConfig.FileName;
         if (task is { } wanted)
         {
+            // The saved class wins when it has the head asked for (a pooling-head classifier, not the family's own head).
+            foreach (var architecture in config.Architectures)
+                if (ModelRegistry.All.FirstOrDefault(r => r.Architecture == architecture && r.Task == wanted) is { } saved)
+                    return saved;
             var byType = ModelRegistry.All.FirstOrDefault(r => r.ModelType == config.ModelType && r.Task == wanted);
             if (byType is not null)
                 return byType;

@@ -55,13 +55,15 @@ public sealed class FeatureExtractionPipeline : Pipeline
 
     /// <summary>One vector per text: the last hidden state pooled over the text's tokens (padding excluded).</summary>
     /// <param name="pooling">Mean, Cls or Max (the parameter-free strategies).</param>
+    /// <param name="textPairs">Second segments (sentence pairs), one per text (null entries: none).</param>
+    /// <param name="progress">Gets the number of texts done after each batch.</param>
     public IReadOnlyList<float[]> SentenceEmbeddings(IReadOnlyList<string> texts, PoolingStrategy pooling = PoolingStrategy.Mean, bool normalize = false,
-        CancellationToken cancellation = default)
+        IReadOnlyList<string?>? textPairs = null, Action<int>? progress = null, CancellationToken cancellation = default)
     {
         if (pooling is not (PoolingStrategy.Mean or PoolingStrategy.Cls or PoolingStrategy.Max))
             throw new ArgumentException($"feature extraction pools without trained weights: pooling must be mean, cls or max, got '{Pooling.Name(pooling)}'");
         var results = new float[texts.Count][];
-        RunBatches(Encode(texts), (rows, inputs, output) =>
+        RunBatches(Encode(texts, textPairs), (rows, inputs, output) =>
         {
             var hidden = output.LastHiddenState.to(ScalarType.Float32);
             using var pool = new Pooling(pooling, hidden.shape[^1]);
@@ -72,7 +74,7 @@ public sealed class FeatureExtractionPipeline : Pipeline
             var values = pooled.cpu().data<float>().ToArray();
             for (var r = 0; r < rows.Length; r++)
                 results[rows[r]] = values.AsSpan(r * width, width).ToArray();
-        }, cancellation);
+        }, cancellation, progress);
         return results;
     }
 }

@@ -13,7 +13,7 @@ namespace SharpTune.Tests.Training;
 public class ApproachTests
 {
     /// <summary>A randomly initialised 2-layer BERT with the 2,000-token WordPiece fixture tokenizer.</summary>
-    private static string TinyBertDirectory()
+    internal static string TinyBertDirectory()
     {
         var dir = RepoPaths.NewTempDirectory("sharptune-tinybert");
         var config = PretrainedConfig.FromDirectory(RepoPaths.Fixture("models", "bert-base-model"));
@@ -26,7 +26,7 @@ public class ApproachTests
     }
 
     /// <summary>Texts whose class is given by which of two word sets they draw from, amid shared filler words.</summary>
-    private static LabeledTexts Texts(int count, int seed)
+    internal static LabeledTexts Texts(int count, int seed)
     {
         string[] positive = ["north", "city", "high", "team", "first"], negative = ["south", "church", "film", "state", "attack"];
         string[] filler = ["with", "that", "from", "were", "which", "this", "after", "their", "they", "also"];

@@ -52,29 +52,35 @@ public class HeadTests
                 _ => AttentionPooled(model, real),
             });
         }
-        var expected = F.linear(stack(rows), Param(model, "classifier.weight"), Param(model, "classifier.bias"));
+        var expected = F.linear(stack(rows), Param(model, "pooling_head.classifier.weight"), Param(model, "pooling_head.classifier.bias"));
         Assert.Equal(new long[] { 2, 3 }, output.Logits!.shape);
         Assert.True((output.Logits - expected).abs().max().item<float>() <= 1e-5);
     }
 
     private static Tensor AttentionPooled(SequenceClassifierWithPooling model, Tensor real)
     {
-        var scores = F.linear(F.linear(real, Param(model, "pooling.dense.weight"), Param(model, "pooling.dense.bias")).tanh(),
-            Param(model, "pooling.score.weight"), Param(model, "pooling.score.bias")).squeeze(-1);
+        var scores = F.linear(F.linear(real, Param(model, "pooling_head.pooling.dense.weight"), Param(model, "pooling_head.pooling.dense.bias")).tanh(),
+            Param(model, "pooling_head.pooling.score.weight"), Param(model, "pooling_head.pooling.score.bias")).squeeze(-1);
         return (scores.softmax(0).unsqueeze(-1) * real).sum(dim: 0);
+    }
+
+    /// <summary>A 4-layer variant of the fixture encoder (layers 2 and 3 start fresh), enough for every pooling.</summary>
+    private static string FourLayerEncoder()
+    {
+        var dir = RepoPaths.NewTempDirectory();
+        foreach (var file in Directory.GetFiles(BertDir))
+            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
+        var config = PretrainedConfig.FromDirectory(dir);
+        config.Set("num_hidden_layers", 4);
+        config.Save(dir);
+        return dir;
     }
 
     [Fact]
     public void ConcatLast4ClsUsesTheLastFourLayers()
     {
         using var scope = NewDisposeScope();
-        var dir = RepoPaths.NewTempDirectory();
-        // A 4-layer variant of the fixture encoder (layers 2 and 3 start fresh).
-        foreach (var file in Directory.GetFiles(BertDir))
-            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
-        var config = PretrainedConfig.FromDirectory(dir);
-        config.Set("num_hidden_layers", 4);
-        config.Save(dir);
+        var dir = FourLayerEncoder();
         using var model = SequenceClassifierWithPooling.FromPretrained(dir, PoolingStrategy.ConcatLast4Cls);
         model.eval();
         var (ids, mask) = Inputs();
@@ -83,8 +89,8 @@ public class HeadTests
         var states = encoded.HiddenStates!;
         Assert.Equal(5, states.Count);
         var pooled = cat([states[4][.., 0], states[3][.., 0], states[2][.., 0], states[1][.., 0]], 1);
-        Assert.Equal(256, Param(model, "classifier.weight").shape[1]);
-        var expected = F.linear(pooled, Param(model, "classifier.weight"), Param(model, "classifier.bias"));
+        Assert.Equal(256, Param(model, "pooling_head.classifier.weight").shape[1]);
+        var expected = F.linear(pooled, Param(model, "pooling_head.classifier.weight"), Param(model, "pooling_head.classifier.bias"));
         Assert.True((output.Logits! - expected).abs().max().item<float>() <= 1e-5);
         Directory.Delete(dir, true);
     }
@@ -120,6 +126,61 @@ public class HeadTests
             var expected = (output.Logits!.squeeze(-1) - targets).pow(2).mean();
             Assert.Equal(expected.item<float>(), output.Loss!.item<float>(), 5);
         }
+    }
+
+    [Theory]
+    [InlineData(PoolingStrategy.Cls)]
+    [InlineData(PoolingStrategy.Mean)]
+    [InlineData(PoolingStrategy.Max)]
+    [InlineData(PoolingStrategy.Attention)]
+    [InlineData(PoolingStrategy.ConcatLast4Cls)]
+    public void SavedHeadIsSelfDescribingAndReloadsThroughAutoModel(PoolingStrategy strategy)
+    {
+        using var scope = NewDisposeScope();
+        var encoder = FourLayerEncoder();
+        var dir = RepoPaths.NewTempDirectory();
+        var (ids, mask) = Inputs();
+        using var model = SequenceClassifierWithPooling.FromPretrained(encoder, strategy, labels: ["neg", "pos", "neutral"]);
+        model.eval();
+        // Trained-looking head weights, so a reload that re-initialised them would show.
+        using (no_grad())
+            foreach (var (_, parameter) in model.named_parameters().Where(p => p.name.StartsWith("pooling_head.", StringComparison.Ordinal)))
+                parameter.uniform_(-0.5, 0.5);
+        model.SavePretrained(dir);
+
+        var config = PretrainedConfig.FromDirectory(dir);
+        Assert.Equal(new[] { "BertForSequenceClassificationWithPooling" }, config.Architectures);
+        Assert.Equal("bert", config.ModelType);
+        Assert.Equal(Pooling.Name(strategy), config.Get(SequenceClassifierWithPooling.PoolingConfigKey, ""));
+        Assert.Equal("neutral", config.Id2Label[2]);
+        using (var weights = SafeTensorsFile.Open(Path.Combine(dir, "model.safetensors")))
+        {
+            var head = weights.Names.Where(n => !n.StartsWith("bert.", StringComparison.Ordinal)).Order().ToList();
+            Assert.Equal(strategy == PoolingStrategy.Attention
+                ? new[] { "pooling_head.classifier.bias", "pooling_head.classifier.weight", "pooling_head.pooling.dense.bias", "pooling_head.pooling.dense.weight",
+                   "pooling_head.pooling.score.bias", "pooling_head.pooling.score.weight" }
+                : new[] { "pooling_head.classifier.bias", "pooling_head.classifier.weight" }, head);
+        }
+
+        using var expected = model.Forward(new ModelInputs(ids) { AttentionMask = mask });
+        foreach (ModelTask? task in new ModelTask?[] { ModelTask.SequenceClassification, null })
+        {
+            using var reloaded = AutoModel.FromPretrained(dir, out var report, task);
+            Assert.Empty(report.Missing);
+            Assert.Equal(strategy, Assert.IsType<SequenceClassifierWithPooling>(reloaded).Strategy);
+            using var output = reloaded.Forward(new ModelInputs(ids) { AttentionMask = mask });
+            Assert.Equal(0f, (expected.Logits! - output.Logits!).abs().max().item<float>());
+        }
+        // The encoder part loads on its own (feature extraction), as transformers' AutoModel loads it.
+        using (var encoderOnly = AutoModel.FromPretrained(dir, out var encoderReport, ModelTask.Base))
+        {
+            Assert.IsType<BertModel>(encoderOnly);
+            Assert.Empty(encoderReport.Missing);
+            using var hidden = encoderOnly.Forward(new ModelInputs(ids) { AttentionMask = mask });
+            Assert.Equal(0f, (expected.LastHiddenState - hidden.LastHiddenState).abs().max().item<float>());
+        }
+        Directory.Delete(dir, true);
+        Directory.Delete(encoder, true);
     }
 
     [Fact]

@@ -245,14 +245,16 @@ internal static class FineTuning
     }
 
     /// <summary>Saves the fine-tuned model with the tokenizer it was trained with (as transformers' Trainer does when
-    /// given one), so the folder is complete: <c>sharptune predict --task text-classification</c> loads it as is.</summary>
-    private static void SaveModelWithTokenizer(Trainer trainer, string sourceDirectory, string directory)
-    {
-        trainer.SaveModel(directory);
-        foreach (var name in StagedPipeline.ModelFolder.TokenizerFiles)
-            if (File.Exists(Path.Combine(sourceDirectory, name)))
-                File.Copy(Path.Combine(sourceDirectory, name), Path.Combine(directory, name), overwrite: true);
-    }
+    /// given one), so the folder is complete: <c>sharptune predict --task text-classification</c> and
+    /// <c>Pipeline.Create</c> load it as is (a pooling head included). Written atomically: never half a model.</summary>
+    private static void SaveModelWithTokenizer(Trainer trainer, string sourceDirectory, string directory) =>
+        AtomicDirectory.Write(directory, temporary =>
+        {
+            trainer.SaveModel(temporary);
+            foreach (var name in StagedPipeline.ModelFolder.TokenizerFiles)
+                if (File.Exists(Path.Combine(sourceDirectory, name)))
+                    File.Copy(Path.Combine(sourceDirectory, name), Path.Combine(temporary, name));
+        }, overwrite: true);
 
     private static PreTrainedModel CreateModel(FineTuneOptions options, LabelEncoder labels)
     {
