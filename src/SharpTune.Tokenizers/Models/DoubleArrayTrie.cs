@@ -40,7 +40,8 @@ internal sealed class DoubleArrayTrie
         for (var root = 0; root < keySets.Count; root++)
         {
             var keys = keySets[root].OrderBy(k => k.Key, StringComparer.Ordinal).ToArray();
-            Insert(root, keys, 0, keys.Length, 0);
+            if (keys.Length > 0)
+                Insert(root, keys);
         }
     }
 
@@ -69,33 +70,42 @@ internal sealed class DoubleArrayTrie
         return (value, end);
     }
 
-    /// <summary>Places the children of <paramref name="node"/>: keys[from..to] (sorted) share their first <paramref name="depth"/> chars.</summary>
-    private void Insert(int node, (string Key, int Value)[] keys, int from, int to, int depth)
+    /// <summary>Places the keys (sorted) under <paramref name="root"/>, depth first (an explicit stack: keys can be long).</summary>
+    private void Insert(int root, (string Key, int Value)[] keys)
     {
-        if (keys[from].Key.Length == depth)
-            _slots[node].Value = keys[from++].Value; // the shortest key sorts first: it ends at this node
-        if (from == to)
-            return;
-        // Children: one per distinct next char, each over its run of keys.
-        var runs = new List<(int Code, int From, int To)>();
-        for (var i = from; i < to;)
+        // Each pending node: its slot and the run of keys keys[From..To] sharing its first Depth chars.
+        var pending = new Stack<(int Node, int From, int To, int Depth)>();
+        pending.Push((root, 0, keys.Length, 0));
+        var children = new List<(int Code, int From, int To)>();
+        while (pending.TryPop(out var item))
         {
-            var c = keys[i].Key[depth];
-            var j = i + 1;
-            while (j < to && keys[j].Key[depth] == c)
-                j++;
-            runs.Add((_codes[c], i, j));
-            i = j;
+            var (node, from, to, depth) = item;
+            if (keys[from].Key.Length == depth)
+                _slots[node].Value = keys[from++].Value; // the shortest key sorts first: it ends at this node
+            if (from == to)
+                continue;
+            // Children: one per distinct next char, each over its run of keys.
+            children.Clear();
+            for (var i = from; i < to;)
+            {
+                var c = keys[i].Key[depth];
+                var j = i + 1;
+                while (j < to && keys[j].Key[depth] == c)
+                    j++;
+                children.Add((_codes[c], i, j));
+                i = j;
+            }
+            children.Sort((a, b) => a.Code.CompareTo(b.Code));
+            var @base = FindBase(children);
+            _slots[node].Base = @base;
+            foreach (var (code, childFrom, childTo) in children)
+            {
+                _slots[@base + code].Check = node;
+                pending.Push((@base + code, childFrom, childTo, depth + 1));
+            }
+            while (_firstFree < _slots.Length && _slots[_firstFree].Check != Free)
+                _firstFree++;
         }
-        runs.Sort((a, b) => a.Code.CompareTo(b.Code));
-        var @base = FindBase(runs);
-        _slots[node].Base = @base;
-        foreach (var (c, _, _) in runs)
-            _slots[@base + c].Check = node;
-        while (_firstFree < _slots.Length && _slots[_firstFree].Check != Free)
-            _firstFree++;
-        foreach (var (c, runFrom, runTo) in runs)
-            Insert(@base + c, keys, runFrom, runTo, depth + 1);
     }
 
     /// <summary>First base whose slots for all the child codes (ascending) are free; grows the array when needed.</summary>
