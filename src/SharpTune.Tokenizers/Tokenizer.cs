@@ -252,11 +252,11 @@ public sealed class Tokenizer
         if (PreTokenizer is IRangePreTokenizer fast && fast.TrySplitRanges(piece, ranges))
         {
             // Words as ranges of the piece: no object per word, offsets straight from the piece's alignment.
+            var buffer = _wordBuffer is { } b && b.Length >= piece.Length ? b : _wordBuffer = new char[Math.Max(256, piece.Length)];
             foreach (var (start, end) in ranges)
             {
                 if (encoding.Length >= stopAt)
                     return;
-                var buffer = _wordBuffer is { } b && b.Length >= end - start ? b : _wordBuffer = new char[Math.Max(256, end - start)];
                 tokens.Clear();
                 Model.Tokenize(fast.WordText(piece.Span[start..end], buffer), tokens);
                 foreach (var t in tokens)

@@ -1,27 +1,32 @@
-using System.Text;
-
 namespace SharpTune.Tokenizers.Models;
 
 /// <summary>BERT's greedy longest-match-first WordPiece.</summary>
 public sealed class WordPieceModel : ITokenizerModel
 {
+    private const int WordStart = 0, Continuation = 1; // trie roots
+
     private readonly Dictionary<string, int> _vocab;
-    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly string[] _idToToken;
     private readonly int _unkId;
-    private readonly WordCache _cache = new(); // words split into several pieces (whole words are one lookup anyway)
+    // Root 0: every token, matched at the start of a word; root 1: tokens with the continuing prefix, without it,
+    // matched inside a word. The longest match is then one walk instead of a lookup per shorter prefix.
+    private readonly DoubleArrayTrie _trie;
 
     public WordPieceModel(Dictionary<string, int> vocab, string unkToken = "[UNK]", string continuingSubwordPrefix = "##",
         int maxInputCharsPerWord = 100)
     {
         _vocab = vocab;
-        _lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _idToToken = VocabHelpers.InvertVocab(vocab);
         UnkToken = unkToken;
         ContinuingSubwordPrefix = continuingSubwordPrefix;
         MaxInputCharsPerWord = maxInputCharsPerWord;
         if (!vocab.TryGetValue(unkToken, out _unkId))
             throw new InvalidDataException($"WordPiece unk_token '{unkToken}' is not in the vocabulary");
+        _trie = new DoubleArrayTrie([
+            vocab.Select(p => (p.Key, p.Value)).ToArray(),
+            vocab.Where(p => p.Key.StartsWith(continuingSubwordPrefix, StringComparison.Ordinal))
+                .Select(p => (p.Key[continuingSubwordPrefix.Length..], p.Value)).ToArray(),
+        ]);
     }
 
     public string UnkToken { get; }
@@ -39,55 +44,18 @@ public sealed class WordPieceModel : ITokenizerModel
             output.Add(new Token(_unkId, UnkToken, 0, word.Length));
             return;
         }
-        if (_lookup.TryGetValue(word, out var whole))
-        {
-            output.Add(new Token(whole, _idToToken[whole], 0, word.Length));
-            return;
-        }
-        if (_cache.TryGet(word, out var cached))
-        {
-            output.AddRange(cached);
-            return;
-        }
         var first = output.Count;
-        GreedyLongestMatch(word, output);
-        _cache.Add(word, output.GetRange(first, output.Count - first).ToArray());
-    }
-
-    private void GreedyLongestMatch(ReadOnlySpan<char> word, List<Token> output)
-    {
-        var first = output.Count;
-        var prefix = ContinuingSubwordPrefix;
-        Span<char> buffer = word.Length + prefix.Length <= 256 ? stackalloc char[word.Length + prefix.Length] : new char[word.Length + prefix.Length];
-        prefix.AsSpan().CopyTo(buffer);
-        var start = 0;
-        while (start < word.Length)
+        for (var start = 0; start < word.Length;)
         {
-            var end = word.Length;
-            var found = -1;
-            while (start < end)
+            var (id, end) = _trie.LongestMatch(start == 0 ? WordStart : Continuation, word, start);
+            if (id < 0)
             {
-                var piece = word.Slice(start, end - start);
-                scoped ReadOnlySpan<char> key = piece;
-                if (start > 0)
-                {
-                    piece.CopyTo(buffer[prefix.Length..]);
-                    key = buffer[..(prefix.Length + piece.Length)];
-                }
-                if (_lookup.TryGetValue(key, out var id))
-                {
-                    found = id;
-                    break;
-                }
-                end -= char.IsLowSurrogate(word[end - 1]) && end - 2 >= start ? 2 : 1;
-            }
-            if (found < 0)
-            {
+                // A piece that matches nothing makes the whole word unknown.
                 output.RemoveRange(first, output.Count - first);
                 output.Add(new Token(_unkId, UnkToken, 0, word.Length));
                 return;
             }
-            output.Add(new Token(found, _idToToken[found], start, end));
+            output.Add(new Token(id, _idToToken[id], start, end));
             start = end;
         }
     }

@@ -176,12 +176,17 @@ public sealed class NormalizedString
     /// <summary>
     /// Whether <see cref="MapRunes"/> could change anything: some rune satisfies <paramref name="changes"/>, or the text
     /// holds an invalid UTF-16 sequence (which MapRunes replaces by U+FFFD). Lets normalizers skip the rebuild.
+    /// Chars in <c>[keptFrom, keptTo]</c> (not surrogates) are known to stay: runs of them are skipped with a vector search.
     /// </summary>
-    internal bool AnyRune(Func<Rune, bool> changes)
+    internal bool AnyRune(Func<Rune, bool> changes, char keptFrom, char keptTo)
     {
         var text = Span;
         for (var i = 0; i < text.Length;)
         {
+            var skip = text[i..].IndexOfAnyExceptInRange(keptFrom, keptTo);
+            if (skip < 0)
+                return false;
+            i += skip;
             if (Rune.DecodeFromUtf16(text[i..], out var rune, out var consumed) != System.Buffers.OperationStatus.Done || changes(rune))
                 return true;
             i += consumed;

@@ -127,31 +127,15 @@ public sealed class LowercaseNormalizer : INormalizer
 {
     public void Normalize(NormalizedString text)
     {
-        if (!NeedsLowercase(text.Text))
+        var span = text.Span;
+        if (!span.ContainsAnyInRange('A', 'Z') && System.Text.Ascii.IsValid(span))
             return;
-        if (System.Text.Ascii.IsValid(text.Text))
-            text.ReplaceSameLength(text.Text.ToLowerInvariant());
-        else if (text.AnyRune(r => r.Value == 0x130 || Rune.ToLowerInvariant(r).Utf16SequenceLength != r.Utf16SequenceLength))
+        // U+0130 lowercases to two chars, and invalid UTF-16 becomes U+FFFD: rebuild. Otherwise every code point keeps its
+        // UTF-16 length (.NET's invariant casing is the same simple mapping per rune), so the alignment stays as it is.
+        if (text.AnyRune(static r => r.Value == 0x130, '\0', '\u012F'))
             text.MapRunes(UnicodeRules.AppendLower);
-        else // every char keeps its length: same alignment, no rebuild
-            text.ReplaceSameLength(string.Create(text.Length, text, static (chars, source) =>
-            {
-                var span = source.Span;
-                for (var i = 0; i < span.Length;)
-                {
-                    Rune.DecodeFromUtf16(span[i..], out var rune, out var consumed);
-                    Rune.ToLowerInvariant(rune).EncodeToUtf16(chars[i..]);
-                    i += consumed;
-                }
-            }));
-    }
-
-    internal static bool NeedsLowercase(string s)
-    {
-        foreach (var c in s)
-            if (c >= 0x80 || char.IsAsciiLetterUpper(c))
-                return true;
-        return false;
+        else
+            text.ReplaceSameLength(text.Text.ToLowerInvariant());
     }
 }
 
@@ -160,7 +144,7 @@ public sealed class StripAccentsNormalizer : INormalizer
 {
     public void Normalize(NormalizedString text)
     {
-        if (System.Text.Ascii.IsValid(text.Span) || !text.AnyRune(r => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark))
+        if (!text.AnyRune(r => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark, '\0', '\u007F'))
             return;
         text.MapRunes((rune, start, end, builder) =>
         {
@@ -282,7 +266,7 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
                 else
                     builder.Append(rune, start, end);
             });
-        if (HandleChineseChars && HasChinese(text.Text))
+        if (HandleChineseChars && text.AnyRune(r => UnicodeRules.IsChineseChar(r.Value), '\0', '\u33FF'))
             text.MapRunes((rune, start, end, builder) =>
             {
                 if (UnicodeRules.IsChineseChar(rune.Value))
@@ -308,14 +292,6 @@ public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool
     private static readonly LowercaseNormalizer _lowercase = new();
 
     // Clean when cleaning would keep every char as it is: no control char, no char to drop, no whitespace but ' '.
-    private static bool IsClean(NormalizedString text) => !text.Span.ContainsAnyExceptInRange(' ', '~') || !text.AnyRune(r =>
-        r.Value < 0x80 ? r.Value is < 0x20 or 0x7F : r.Value == 0xFFFD || UnicodeRules.IsControl(r) || UnicodeRules.IsWhitespace(r));
-
-    private static bool HasChinese(string s)
-    {
-        foreach (var c in s)
-            if (c >= 0x3400)
-                return true;
-        return false;
-    }
+    private static bool IsClean(NormalizedString text) => !text.AnyRune(r =>
+        r.Value < 0x80 ? r.Value is < 0x20 or 0x7F : r.Value == 0xFFFD || UnicodeRules.IsControl(r) || UnicodeRules.IsWhitespace(r), ' ', '~');
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -195,6 +196,9 @@ public sealed class BertPreTokenizer : IPreTokenizer, IRangePreTokenizer
     private static readonly byte[] AsciiClass = Enumerable.Range(0, 128).Select(c =>
         c is ' ' or '\t' or '\n' or '\r' or '\v' or '\f' ? Space : UnicodeRules.IsBertPunctuation(new Rune(c)) ? Punct : Word).ToArray();
 
+    private static readonly SearchValues<char> AsciiWordChars =
+        SearchValues.Create(Enumerable.Range(0, 128).Where(c => AsciiClass[c] == Word).Select(c => (char)c).ToArray());
+
     public void Split(NormalizedString input, List<NormalizedString> output) => Splitting.SplitByRanges(this, input, output);
 
     public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => word;
@@ -208,7 +212,18 @@ public sealed class BertPreTokenizer : IPreTokenizer, IRangePreTokenizer
             var c = text[i];
             int cls, n = 1;
             if (c < 0x80)
+            {
                 cls = AsciiClass[c];
+                if (cls == Word)
+                {
+                    // The rest of a run of ASCII word chars in one vector search rather than a class lookup per char.
+                    if (start < 0)
+                        start = i;
+                    var run = text[(i + 1)..].IndexOfAnyExcept(AsciiWordChars);
+                    i = run < 0 ? text.Length : i + 1 + run;
+                    continue;
+                }
+            }
             else
             {
                 Rune.DecodeFromUtf16(text[i..], out var rune, out n);
