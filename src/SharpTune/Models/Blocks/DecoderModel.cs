@@ -83,8 +83,6 @@ public abstract class DecoderModel : PreTrainedModel, IGradientCheckpointable
         var last = (_finalNorm ?? throw new InvalidOperationException($"{GetName()} registered no final norm")).forward(hidden);
         states?.Add(last);
         inputs.Cache?.Advance(inputs.InputIds.shape[1]);
-        last.MoveToOuterDisposeScope();
-        states?.ForEach(s => s.MoveToOuterDisposeScope());
-        return new ModelOutput { LastHiddenState = last, HiddenStates = states };
+        return new ModelOutput { LastHiddenState = last, HiddenStates = states }.MoveToOuterDisposeScope();
     }
 }
