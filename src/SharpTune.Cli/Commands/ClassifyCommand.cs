@@ -222,14 +222,14 @@ public static class ClassifyCommand
         var pooling = FineTuneCliOptions.ParsePooling(parseResult) ?? PoolingStrategy.Mean;
         if (pooling is not (PoolingStrategy.Mean or PoolingStrategy.Cls or PoolingStrategy.Max))
             throw new UsageException($"the embeddings approach pools frozen states: --pooling must be mean, cls or max, got '{SharpTune.Training.Heads.Pooling.Name(pooling)}'");
-        if (parseResult.GetValue(FineTuneCliOptions.BatchSize) < 1 || parseResult.GetValue(FineTuneCliOptions.MaxLength) < 2)
+        if (parseResult.GetValue(FineTuneCliOptions.Training.BatchSize) < 1 || parseResult.GetValue(FineTuneCliOptions.Training.MaxLength) < 2)
             throw new UsageException("--batch-size must be at least 1 and --max-length at least 2");
         return new EmbeddingsApproach(new EmbeddingsApproachOptions(model)
         {
             TokenizerPath = parseResult.GetValue(Tokenizer),
             Pooling = pooling,
-            BatchSize = parseResult.GetValue(FineTuneCliOptions.BatchSize),
-            MaxLength = parseResult.GetValue(FineTuneCliOptions.MaxLength),
+            BatchSize = parseResult.GetValue(FineTuneCliOptions.Training.BatchSize),
+            MaxLength = parseResult.GetValue(FineTuneCliOptions.Training.MaxLength),
             Device = context.Engine.Device,
             DType = context.Engine.DType,
             LogisticRegression = new LogisticRegressionOptions { C = parseResult.GetValue(C), MaxIterations = parseResult.GetValue(MaxIter), ClassWeight = parseResult.GetValue(ClassWeight) },

@@ -9,28 +9,25 @@ namespace SharpTune.Cli.Commands;
 /// <summary>Transformer options of <c>classify</c> (embeddings, finetune, kfold) and how they become <see cref="FineTuneOptions"/>.</summary>
 internal static class FineTuneCliOptions
 {
-    public static readonly Option<double> Epochs = new("--epochs") { Description = "finetune/kfold: training epochs.", DefaultValueFactory = _ => 1 };
-    public static readonly Option<double> Lr = new("--lr") { Description = "finetune/kfold: peak learning rate (AdamW, linear warmup and decay).", DefaultValueFactory = _ => 5e-5 };
-    public static readonly Option<int> BatchSize = new("--batch-size") { Description = "embeddings/finetune/kfold: texts per batch.", DefaultValueFactory = _ => 32 };
-    public static readonly Option<int> MaxLength = new("--max-length") { Description = "embeddings/finetune/kfold: tokens per text (longer texts are truncated).", DefaultValueFactory = _ => 64 };
-    public static readonly Option<double> WarmupRatio = new("--warmup-ratio") { Description = "finetune/kfold: share of steps with linear warmup.", DefaultValueFactory = _ => 0.06 };
-    public static readonly Option<int> GradAccum = new("--grad-accum") { Description = "finetune/kfold: batches per optimizer step.", DefaultValueFactory = _ => 1 };
-    public static readonly Option<bool> BFloat16 = new("--bf16") { Description = "finetune/kfold: train in bfloat16 with fp32 master weights." };
-    public static readonly Option<bool> Float16 = new("--fp16")
-    {
-        Description = "finetune/kfold: train in float16 with fp32 master weights and dynamic loss scaling (steps whose gradients overflow are skipped).",
-    };
-    public static readonly Option<bool> GradCheckpointing = new("--grad-checkpointing")
-    {
-        Description = "finetune/kfold: recompute each encoder layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same results).",
-    };
+    public static readonly TrainingCliOptions Training = new(new TrainingCliDefaults(
+        Describe: text => $"finetune/kfold: {text}.",
+        LearningRate: 5e-5,
+        BatchSize: 32,
+        BatchSizeHelp: "embeddings/finetune/kfold: texts per batch.",
+        MaxLength: 64,
+        MaxLengthHelp: "embeddings/finetune/kfold: tokens per text (longer texts are truncated).",
+        LayersDescribed: "encoder layer"));
     public static readonly Option<string?> Pooling = new("--pooling")
     {
         Description = "Pooling: cls, mean, max, attention or concat-last4 (embeddings: mean/cls/max, default mean; kfold default mean; finetune default: the model's own classification head).",
     };
     public static readonly Option<int> Folds = new("--folds") { Description = "kfold: number of stratified folds.", DefaultValueFactory = _ => 5 };
 
-    public static Option[] All => [Epochs, Lr, BatchSize, MaxLength, WarmupRatio, GradAccum, BFloat16, Float16, GradCheckpointing, Pooling, Folds];
+    public static Option[] All =>
+    [
+        Training.Epochs, Training.Lr, Training.BatchSize, Training.MaxLength, Training.WarmupRatio, Training.GradAccum,
+        Training.BFloat16, Training.Float16, Training.GradCheckpointing, Pooling, Folds,
+    ];
 
     /// <summary>The --pooling given, or null when none was.</summary>
     public static PoolingStrategy? ParsePooling(ParseResult parseResult)
@@ -47,15 +44,6 @@ internal static class FineTuneCliOptions
         }
     }
 
-    /// <summary>The precision named by --bf16 / --fp16 (at most one of them).</summary>
-    public static TrainingPrecision ParsePrecision(bool bf16, bool fp16) => (bf16, fp16) switch
-    {
-        (true, true) => throw new UsageException("--bf16 and --fp16 exclude each other: choose one"),
-        (true, false) => TrainingPrecision.BFloat16,
-        (false, true) => TrainingPrecision.Float16,
-        _ => TrainingPrecision.Float32,
-    };
-
     public static FineTuneOptions Build(ParseResult parseResult, EngineContext engine, string? modelDirectory, string approach)
     {
         if (modelDirectory is null)
@@ -63,17 +51,18 @@ internal static class FineTuneCliOptions
         if (!Directory.Exists(modelDirectory))
             throw new DirectoryNotFoundException($"--model folder not found: {modelDirectory}");
         var pooling = ParsePooling(parseResult);
+        var precision = Training.Precision(parseResult);
         return new FineTuneOptions(modelDirectory)
         {
-            Epochs = parseResult.GetValue(Epochs),
-            LearningRate = parseResult.GetValue(Lr),
-            BatchSize = parseResult.GetValue(BatchSize),
-            MaxLength = parseResult.GetValue(MaxLength),
-            WarmupRatio = parseResult.GetValue(WarmupRatio),
-            GradientAccumulationSteps = parseResult.GetValue(GradAccum),
-            BFloat16 = ParsePrecision(parseResult.GetValue(BFloat16), parseResult.GetValue(Float16)) == TrainingPrecision.BFloat16,
-            Float16 = parseResult.GetValue(Float16),
-            GradientCheckpointing = parseResult.GetValue(GradCheckpointing),
+            Epochs = parseResult.GetValue(Training.Epochs),
+            LearningRate = parseResult.GetValue(Training.Lr),
+            BatchSize = parseResult.GetValue(Training.BatchSize),
+            MaxLength = parseResult.GetValue(Training.MaxLength),
+            WarmupRatio = parseResult.GetValue(Training.WarmupRatio),
+            GradientAccumulationSteps = parseResult.GetValue(Training.GradAccum),
+            BFloat16 = precision == TrainingPrecision.BFloat16,
+            Float16 = precision == TrainingPrecision.Float16,
+            GradientCheckpointing = parseResult.GetValue(Training.GradCheckpointing),
             Pooling = pooling,
             Device = engine.Device,
         };

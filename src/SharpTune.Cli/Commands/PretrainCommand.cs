@@ -26,20 +26,16 @@ public static class PretrainCommand
         var evalFraction = new Option<double>("--eval-fraction") { Description = "share of --train lines held out when --eval is not given", DefaultValueFactory = _ => 0.05 };
         var output = new Option<string>("--output", "-o") { Description = "output folder: model, tokenizer, checkpoints, training_log.jsonl, training_curves.png", Required = true };
         var layers = new Option<int?>("--layers") { Description = "override the number of layers of the config (e.g. \"BERT with 10 layers\")" };
-        var epochs = new Option<double>("--epochs") { Description = "training epochs", DefaultValueFactory = _ => 1 };
+        var training = new TrainingCliOptions(new TrainingCliDefaults(
+            Describe: text => text,
+            LearningRate: 5e-4,
+            BatchSize: 16,
+            BatchSizeHelp: "examples per batch",
+            MaxLength: 128,
+            MaxLengthHelp: "tokens per example (longer lines are truncated)",
+            LayersDescribed: "layer"));
         var maxSteps = new Option<long>("--max-steps") { Description = "stop after this many optimizer steps (overrides --epochs)", DefaultValueFactory = _ => -1 };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate (AdamW, linear warmup and decay)", DefaultValueFactory = _ => 5e-4 };
-        var batchSize = new Option<int>("--batch-size") { Description = "examples per batch", DefaultValueFactory = _ => 16 };
-        var gradAccum = new Option<int>("--grad-accum") { Description = "batches per optimizer step", DefaultValueFactory = _ => 1 };
-        var maxLength = new Option<int>("--max-length") { Description = "tokens per example (longer lines are truncated)", DefaultValueFactory = _ => 128 };
-        var warmup = new Option<double>("--warmup-ratio") { Description = "share of steps with linear warmup", DefaultValueFactory = _ => 0.06 };
         var weightDecay = new Option<double>("--weight-decay") { Description = "AdamW weight decay (not on biases and LayerNorm)", DefaultValueFactory = _ => 0.01 };
-        var bf16 = new Option<bool>("--bf16") { Description = "train in bfloat16 with fp32 master weights" };
-        var fp16 = new Option<bool>("--fp16") { Description = "train in float16 with fp32 master weights and dynamic loss scaling (steps whose gradients overflow are skipped)" };
-        var gradCheckpointing = new Option<bool>("--grad-checkpointing")
-        {
-            Description = "recompute each layer's activations during backward instead of storing them (less memory, one extra forward pass per step, same results)",
-        };
         var saveSteps = new Option<long>("--save-steps") { Description = "checkpoint every N steps (0: at the end of each epoch)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue from the newest checkpoint in --output" };
 
@@ -47,8 +43,9 @@ public static class PretrainCommand
             "Train a language model on raw text: masked LM (BERT-style, from a config such as \"BERT with 10 layers\") or " +
             "causal LM. Prints held-out loss before and after; the saved model loads for classification or generation.")
         {
-            objective, config, model, tokenizer, train, eval, evalFraction, output, layers, epochs, maxSteps, lr, batchSize, gradAccum,
-            maxLength, warmup, weightDecay, bf16, fp16, gradCheckpointing, saveSteps, resume,
+            objective, config, model, tokenizer, train, eval, evalFraction, output, layers, training.Epochs, maxSteps, training.Lr,
+            training.BatchSize, training.GradAccum, training.MaxLength, training.WarmupRatio, weightDecay, training.BFloat16, training.Float16,
+            training.GradCheckpointing, saveSteps, resume,
         };
         command.SetAction(parseResult =>
         {
@@ -77,7 +74,7 @@ public static class PretrainCommand
             var trainFile = parseResult.GetValue(train)!;
             if (!File.Exists(trainFile))
                 throw new FileNotFoundException($"training text not found: {trainFile}", trainFile);
-            var maxLen = parseResult.GetValue(maxLength);
+            var maxLen = parseResult.GetValue(training.MaxLength);
             var trainLines = File.ReadAllLines(trainFile);
             List<SharpTune.Training.Data.TrainingExample> trainExamples, evalExamples;
             if (parseResult.GetValue(eval) is { } evalFile)
@@ -104,16 +101,16 @@ public static class PretrainCommand
             var args = new TrainingArguments
             {
                 OutputDir = outputDir,
-                NumTrainEpochs = parseResult.GetValue(epochs),
+                NumTrainEpochs = parseResult.GetValue(training.Epochs),
                 MaxSteps = parseResult.GetValue(maxSteps),
-                LearningRate = parseResult.GetValue(lr),
-                PerDeviceTrainBatchSize = parseResult.GetValue(batchSize),
-                PerDeviceEvalBatchSize = parseResult.GetValue(batchSize),
-                GradientAccumulationSteps = parseResult.GetValue(gradAccum),
-                WarmupRatio = parseResult.GetValue(warmup),
+                LearningRate = parseResult.GetValue(training.Lr),
+                PerDeviceTrainBatchSize = parseResult.GetValue(training.BatchSize),
+                PerDeviceEvalBatchSize = parseResult.GetValue(training.BatchSize),
+                GradientAccumulationSteps = parseResult.GetValue(training.GradAccum),
+                WarmupRatio = parseResult.GetValue(training.WarmupRatio),
                 WeightDecay = parseResult.GetValue(weightDecay),
-                Precision = FineTuneCliOptions.ParsePrecision(parseResult.GetValue(bf16), parseResult.GetValue(fp16)),
-                GradientCheckpointing = parseResult.GetValue(gradCheckpointing),
+                Precision = training.Precision(parseResult),
+                GradientCheckpointing = parseResult.GetValue(training.GradCheckpointing),
                 SaveStrategy = saveEvery > 0 ? IntervalStrategy.Steps : IntervalStrategy.Epoch,
                 SaveSteps = Math.Max(saveEvery, 1),
                 SaveTotalLimit = 2,

@@ -20,9 +20,6 @@ public static class Bert
         new("BertForMaskedLM", "bert", ModelTask.MaskedLM, config => new BertForMaskedLM(config)),
     ];
 
-    /// <summary>The hidden states an encoder run produced, inside the caller's dispose scope.</summary>
-    internal sealed record EncoderRun(Tensor LastHiddenState, Tensor? PooledOutput, List<Tensor>? HiddenStates);
-
     /// <summary>Hidden-layer dropout of the classification head: <c>classifier_dropout</c>, else <c>hidden_dropout_prob</c>.</summary>
     internal static double ClassifierDropout(PretrainedConfig config) =>
         config.Get<double?>("classifier_dropout", null) ?? config.Get("hidden_dropout_prob", 0.1);
@@ -188,15 +185,8 @@ internal sealed class BertEncoder : nn.Module, IGradientCheckpointable
 
     /// <summary>Runs every layer; collects each layer's output into <paramref name="states"/> when given.
     /// Tensors are left in the caller's dispose scope.</summary>
-    public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states)
-    {
-        foreach (var block in layer)
-        {
-            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]), hidden, keyMask);
-            states?.Add(hidden);
-        }
-        return hidden;
-    }
+    public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states) =>
+        Blocks.GradientCheckpointing.RunLayers(this, layer, (block, x) => block.Forward(x[0]!, x[1]), hidden, states, keyMask);
 }
 
 /// <summary>tanh(dense(first token)): BERT's pooled sentence representation.</summary>
@@ -244,24 +234,18 @@ public class BertModel : BertPreTrainedModel
     public override ModelOutput Forward(ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
-        var run = Run(inputs);
-        return new ModelOutput
-        {
-            LastHiddenState = run.LastHiddenState.MoveToOuterDisposeScope(),
-            PoolerOutput = run.PooledOutput?.MoveToOuterDisposeScope(),
-            HiddenStates = run.HiddenStates?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return Run(inputs).MoveToOuterDisposeScope();
     }
 
     /// <summary>Encodes the inputs; the tensors stay in the caller's dispose scope (task heads build on them).</summary>
-    internal Bert.EncoderRun Run(ModelInputs inputs)
+    internal ModelOutput Run(ModelInputs inputs)
     {
         var states = inputs.OutputHiddenStates ? new List<Tensor>() : null;
         var hidden = embeddings.Forward(inputs.InputIds, inputs.TokenTypeIds, inputs.PositionIds);
         states?.Add(hidden);
         var keyMask = inputs.AttentionMask is null ? null : BidirectionalAttention.KeyMask(inputs.AttentionMask);
         hidden = encoder.Forward(hidden, keyMask, states);
-        return new Bert.EncoderRun(hidden, pooler?.forward(hidden), states);
+        return new ModelOutput { LastHiddenState = hidden, PoolerOutput = pooler?.forward(hidden), HiddenStates = states };
     }
 }
 
@@ -284,16 +268,8 @@ public sealed class BertForSequenceClassification : BertPreTrainedModel
     {
         using var scope = NewDisposeScope();
         var run = bert.Run(inputs);
-        var logits = classifier.forward(dropout.forward(run.PooledOutput!));
-        var loss = inputs.Labels is null ? null : SequenceClassificationLoss.Compute(logits, inputs.Labels, Config.NumLabels, Config.ProblemType);
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = run.LastHiddenState.MoveToOuterDisposeScope(),
-            PoolerOutput = run.PooledOutput!.MoveToOuterDisposeScope(),
-            HiddenStates = run.HiddenStates?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        var logits = classifier.forward(dropout.forward(run.PoolerOutput!));
+        return run.WithHead(logits, SequenceClassificationLoss.Compute(logits, inputs, Config)).MoveToOuterDisposeScope();
     }
 }
 
@@ -382,13 +358,7 @@ public sealed class BertForMaskedLM : BertPreTrainedModel
         var run = bert.Run(inputs);
         var logits = cls.Forward(run.LastHiddenState, bert.WordEmbeddingWeight);
         var loss = inputs.Labels is null ? null : F.cross_entropy(SequenceClassificationLoss.LossInput(logits).view(-1, logits.shape[^1]), inputs.Labels.view(-1).to(ScalarType.Int64));
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = run.LastHiddenState.MoveToOuterDisposeScope(),
-            HiddenStates = run.HiddenStates?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return run.WithHead(logits, loss).MoveToOuterDisposeScope();
     }
 
     // Older checkpoints also store the tied decoder (weight = embeddings, bias = cls.predictions.bias).

@@ -90,13 +90,7 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
         var output = Model.Forward(inputs);
         var logits = _head is null ? F.linear(output.LastHiddenState, Model.InputEmbeddingWeight) : _head.forward(output.LastHiddenState);
         var loss = inputs.Labels is { } labels ? ShiftedLoss(logits, labels) : null;
-        logits.MoveToOuterDisposeScope();
-        loss?.MoveToOuterDisposeScope();
-        output.LastHiddenState.MoveToOuterDisposeScope();
-        if (output.HiddenStates is not null)
-            foreach (var state in output.HiddenStates)
-                state.MoveToOuterDisposeScope();
-        return new ModelOutput { Logits = logits, LastHiddenState = output.LastHiddenState, HiddenStates = output.HiddenStates, Loss = loss };
+        return output.WithHead(logits, loss).MoveToOuterDisposeScope();
     }
 
     private static Tensor ShiftedLoss(Tensor logits, Tensor labels)

@@ -292,12 +292,8 @@ internal sealed class DebertaV2Encoder : nn.Module, IGradientCheckpointable
             relativePositions = DebertaV2.RelativePositions(hidden.shape[1], hidden.shape[1], _buckets, _maxRelativePositions, hidden.device);
             relativeEmbeddings = LayerNorm is null ? rel_embeddings.weight! : LayerNorm.forward(rel_embeddings.weight!);
         }
-        foreach (var block in layer)
-        {
-            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]!, x[2], x[3]), hidden, pairMask, relativePositions, relativeEmbeddings);
-            states?.Add(hidden);
-        }
-        return hidden;
+        return Blocks.GradientCheckpointing.RunLayers(this, layer, (block, x) => block.Forward(x[0]!, x[1]!, x[2], x[3]), hidden, states,
+            pairMask, relativePositions, relativeEmbeddings);
     }
 }
 
@@ -317,22 +313,17 @@ public sealed class DebertaV2Model : DebertaV2PreTrainedModel
     public override ModelOutput Forward(ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
-        var (last, states) = Run(inputs);
-        return new ModelOutput
-        {
-            LastHiddenState = last.MoveToOuterDisposeScope(),
-            HiddenStates = states?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return Run(inputs).MoveToOuterDisposeScope();
     }
 
     /// <summary>Encodes the inputs; tensors stay in the caller's dispose scope.</summary>
-    internal (Tensor LastHiddenState, List<Tensor>? HiddenStates) Run(ModelInputs inputs)
+    internal ModelOutput Run(ModelInputs inputs)
     {
         var states = inputs.OutputHiddenStates ? new List<Tensor>() : null;
         var mask = inputs.AttentionMask ?? ones_like(inputs.InputIds);
         var hidden = embeddings.Forward(inputs.InputIds, inputs.TokenTypeIds, inputs.PositionIds, mask);
         states?.Add(hidden);
-        return (encoder.Forward(hidden, mask, states), states);
+        return new ModelOutput { LastHiddenState = encoder.Forward(hidden, mask, states), HiddenStates = states };
     }
 }
 
@@ -379,18 +370,10 @@ public sealed class DebertaV2ForSequenceClassification : DebertaV2PreTrainedMode
     public override ModelOutput Forward(ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
-        var (last, states) = deberta.Run(inputs);
-        var pooled = pooler.forward(last);
+        var run = deberta.Run(inputs);
+        var pooled = pooler.forward(run.LastHiddenState);
         var logits = classifier.forward(dropout.forward(pooled));
-        var loss = inputs.Labels is null ? null : Loss(logits, inputs.Labels);
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = last.MoveToOuterDisposeScope(),
-            PoolerOutput = pooled.MoveToOuterDisposeScope(),
-            HiddenStates = states?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return run.WithHead(logits, inputs.Labels is null ? null : Loss(logits, inputs.Labels), pooled).MoveToOuterDisposeScope();
     }
 
     /// <summary>

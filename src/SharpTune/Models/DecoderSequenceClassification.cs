@@ -35,14 +35,7 @@ public abstract class DecoderForSequenceClassification : PreTrainedModel
         var last = LastTokenIndices(inputs.InputIds).to(hidden.device);
         var pooled = hidden.gather(1, last.view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1);
         var logits = _score.forward(pooled);
-        var loss = inputs.Labels is null ? null : SequenceClassificationLoss.Compute(logits, inputs.Labels, Config.NumLabels, Config.ProblemType);
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = hidden.MoveToOuterDisposeScope(),
-            HiddenStates = output.HiddenStates?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return output.WithHead(logits, SequenceClassificationLoss.Compute(logits, inputs, Config)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Index of each row's last token that is not pad_token_id (0 for an all-padding row), as transformers picks it.</summary>

@@ -180,15 +180,8 @@ internal sealed class DistilBertTransformer : nn.Module, IGradientCheckpointable
     public bool GradientCheckpointing { get; set; }
 
     /// <summary>Runs every layer, adding each output to <paramref name="states"/> when given (caller's dispose scope).</summary>
-    public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states)
-    {
-        foreach (var block in layer)
-        {
-            hidden = Blocks.GradientCheckpointing.Run(this, x => block.Forward(x[0]!, x[1]), hidden, keyMask);
-            states?.Add(hidden);
-        }
-        return hidden;
-    }
+    public Tensor Forward(Tensor hidden, Tensor? keyMask, List<Tensor>? states) =>
+        Blocks.GradientCheckpointing.RunLayers(this, layer, (block, x) => block.Forward(x[0]!, x[1]), hidden, states, keyMask);
 }
 
 /// <summary><c>DistilBertModel</c>: embeddings and transformer layers.</summary>
@@ -207,22 +200,17 @@ public sealed class DistilBertModel : DistilBertPreTrainedModel
     public override ModelOutput Forward(ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
-        var (last, states) = Run(inputs);
-        return new ModelOutput
-        {
-            LastHiddenState = last.MoveToOuterDisposeScope(),
-            HiddenStates = states?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return Run(inputs).MoveToOuterDisposeScope();
     }
 
     /// <summary>Encodes the inputs; tensors stay in the caller's dispose scope.</summary>
-    internal (Tensor LastHiddenState, List<Tensor>? HiddenStates) Run(ModelInputs inputs)
+    internal ModelOutput Run(ModelInputs inputs)
     {
         var states = inputs.OutputHiddenStates ? new List<Tensor>() : null;
         var hidden = embeddings.Forward(inputs.InputIds, inputs.PositionIds);
         states?.Add(hidden);
         var keyMask = inputs.AttentionMask is null ? null : BidirectionalAttention.KeyMask(inputs.AttentionMask);
-        return (transformer.Forward(hidden, keyMask, states), states);
+        return new ModelOutput { LastHiddenState = transformer.Forward(hidden, keyMask, states), HiddenStates = states };
     }
 }
 
@@ -247,16 +235,9 @@ public sealed class DistilBertForSequenceClassification : DistilBertPreTrainedMo
     public override ModelOutput Forward(ModelInputs inputs)
     {
         using var scope = NewDisposeScope();
-        var (last, states) = distilbert.Run(inputs);
-        var pooled = dropout.forward(F.relu(pre_classifier.forward(last.select(1, 0))));
+        var run = distilbert.Run(inputs);
+        var pooled = dropout.forward(F.relu(pre_classifier.forward(run.LastHiddenState.select(1, 0))));
         var logits = classifier.forward(pooled);
-        var loss = inputs.Labels is null ? null : SequenceClassificationLoss.Compute(logits, inputs.Labels, Config.NumLabels, Config.ProblemType);
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = last.MoveToOuterDisposeScope(),
-            HiddenStates = states?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return run.WithHead(logits, SequenceClassificationLoss.Compute(logits, inputs, Config)).MoveToOuterDisposeScope();
     }
 }

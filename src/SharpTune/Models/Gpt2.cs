@@ -126,7 +126,7 @@ public sealed class Gpt2Mlp : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>GPT-2 block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).</summary>
-public sealed class Gpt2Block : nn.Module
+public sealed class Gpt2Block : nn.Module, IDecoderLayer
 {
     private readonly LayerNorm _norm1;
     private readonly Gpt2Attention _attention;
@@ -152,35 +152,25 @@ public sealed class Gpt2Block : nn.Module
 /// <summary>transformers' GPT2Model: wte + wpe (learned positions), h, ln_f.</summary>
 public sealed class Gpt2Model : DecoderModel
 {
-    private readonly Embedding _tokenEmbeddings;
     private readonly Embedding _positionEmbeddings;
-    private readonly ModuleList<Gpt2Block> _blocks;
-    private readonly LayerNorm _finalNorm;
 
     public Gpt2Model(PretrainedConfig config) : base("GPT2Model", config, "transformer")
     {
         Options = Gpt2Options.FromConfig(config);
-        register_module("wte", _tokenEmbeddings = nn.Embedding(Options.VocabSize, Options.HiddenSize));
+        AddEmbeddings("wte", nn.Embedding(Options.VocabSize, Options.HiddenSize));
         register_module("wpe", _positionEmbeddings = nn.Embedding(Options.MaxPositions, Options.HiddenSize));
-        register_module("h", _blocks = new ModuleList<Gpt2Block>(
-            Enumerable.Range(0, Options.NumLayers).Select(i => new Gpt2Block(Options, i)).ToArray()));
-        register_module("ln_f", _finalNorm = nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
+        AddLayers("h", Options.NumLayers, i => new Gpt2Block(Options, i));
+        AddFinalNorm("ln_f", nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
     }
 
     public Gpt2Options Options { get; }
-    public override int NumLayers => Options.NumLayers;
-    public override Tensor InputEmbeddingWeight => _tokenEmbeddings.weight!;
 
     protected override Tensor Embed(Tensor inputIds, Tensor positionIds)
     {
         using var scope = NewDisposeScope();
-        var embedded = _tokenEmbeddings.forward(inputIds) + _positionEmbeddings.forward(positionIds);
+        var embedded = base.Embed(inputIds, positionIds) + _positionEmbeddings.forward(positionIds);
         return F.dropout(embedded, Options.EmbeddingDropout, training).MoveToOuterDisposeScope();
     }
-
-    protected override Tensor RunLayer(int index, Tensor hidden, DecoderContext context) => _blocks[index].Forward(hidden, context);
-
-    protected override Tensor FinalNorm(Tensor hidden) => _finalNorm.forward(hidden);
 
     // Older GPT-2 checkpoints store the causal mask as attn.bias / attn.masked_bias buffers.
     protected override bool IsIgnorableKey(string key) =>

@@ -79,7 +79,7 @@ public sealed class GptNeoXAttention : nn.Module
 }
 
 /// <summary>GPT-NeoX layer: parallel residual x + attn(ln1(x)) + mlp(ln2(x)) (Pythia), or the sequential form.</summary>
-public sealed class GptNeoXLayer : nn.Module
+public sealed class GptNeoXLayer : nn.Module, IDecoderLayer
 {
     private readonly LayerNorm _inputNorm;
     private readonly LayerNorm _postAttentionNorm;
@@ -117,30 +117,19 @@ public sealed class GptNeoXLayer : nn.Module
 /// <summary>transformers' GPTNeoXModel: embed_in, layers, final_layer_norm.</summary>
 public sealed class GptNeoXModel : DecoderModel
 {
-    private readonly Embedding _embedIn;
-    private readonly ModuleList<GptNeoXLayer> _layers;
-    private readonly LayerNorm _finalNorm;
-
     public GptNeoXModel(PretrainedConfig config) : base("GPTNeoXModel", config, "gpt_neox")
     {
         Options = GptNeoXOptions.FromConfig(config);
-        register_module("embed_in", _embedIn = nn.Embedding(Options.VocabSize, Options.HiddenSize));
-        register_module("layers", _layers = new ModuleList<GptNeoXLayer>(
-            Enumerable.Range(0, Options.NumLayers).Select(i => new GptNeoXLayer(Options, i)).ToArray()));
-        register_module("final_layer_norm", _finalNorm = nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
+        AddEmbeddings("embed_in", nn.Embedding(Options.VocabSize, Options.HiddenSize));
+        AddLayers("layers", Options.NumLayers, i => new GptNeoXLayer(Options, i));
+        AddFinalNorm("final_layer_norm", nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
     }
 
     public GptNeoXOptions Options { get; }
-    public override int NumLayers => Options.NumLayers;
-    public override Tensor InputEmbeddingWeight => _embedIn.weight!;
     protected override RotaryEmbedding Rotary => Options.Rotary;
 
     protected override Tensor Embed(Tensor inputIds, Tensor positionIds) =>
-        F.dropout(_embedIn.forward(inputIds), Options.HiddenDropout, training);
-
-    protected override Tensor RunLayer(int index, Tensor hidden, DecoderContext context) => _layers[index].Forward(hidden, context);
-
-    protected override Tensor FinalNorm(Tensor hidden) => _finalNorm.forward(hidden);
+        F.dropout(base.Embed(inputIds, positionIds), Options.HiddenDropout, training);
 
     // Pythia checkpoints saved by older transformers carry the causal mask buffers.
     protected override bool IsIgnorableKey(string key) =>

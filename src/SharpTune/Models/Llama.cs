@@ -111,7 +111,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Pre-norm decoder layer: x + attn(norm(x)), then x + mlp(norm(x)).</summary>
-public sealed class LlamaDecoderLayer : nn.Module
+public sealed class LlamaDecoderLayer : nn.Module, IDecoderLayer
 {
     private readonly LlamaAttention _attention;
     private readonly LlamaMlp _mlp;
@@ -139,10 +139,6 @@ public sealed class LlamaDecoderLayer : nn.Module
 /// <summary>transformers' LlamaModel: embed_tokens, layers, norm.</summary>
 public class LlamaModel : DecoderModel
 {
-    private readonly Embedding _embedTokens;
-    private readonly ModuleList<LlamaDecoderLayer> _layers;
-    private readonly RMSNorm _norm;
-
     public LlamaModel(PretrainedConfig config) : this(config, LlamaOptions.FromConfig(config))
     {
     }
@@ -151,22 +147,13 @@ public class LlamaModel : DecoderModel
     public LlamaModel(PretrainedConfig config, LlamaOptions options, string name = nameof(LlamaModel)) : base(name, config, "model")
     {
         Options = options;
-        register_module("embed_tokens", _embedTokens = nn.Embedding(options.VocabSize, options.HiddenSize));
-        register_module("layers", _layers = new ModuleList<LlamaDecoderLayer>(
-            Enumerable.Range(0, options.NumLayers).Select(i => new LlamaDecoderLayer(options, i)).ToArray()));
-        register_module("norm", _norm = new RMSNorm(options.HiddenSize, options.RmsNormEps));
+        AddEmbeddings("embed_tokens", nn.Embedding(options.VocabSize, options.HiddenSize));
+        AddLayers("layers", options.NumLayers, i => new LlamaDecoderLayer(options, i));
+        AddFinalNorm("norm", new RMSNorm(options.HiddenSize, options.RmsNormEps));
     }
 
     public LlamaOptions Options { get; }
-    public override int NumLayers => Options.NumLayers;
-    public override Tensor InputEmbeddingWeight => _embedTokens.weight!;
     protected override RotaryEmbedding Rotary => Options.Rotary;
-
-    protected override Tensor Embed(Tensor inputIds, Tensor positionIds) => _embedTokens.forward(inputIds);
-
-    protected override Tensor RunLayer(int index, Tensor hidden, DecoderContext context) => _layers[index].Forward(hidden, context);
-
-    protected override Tensor FinalNorm(Tensor hidden) => _norm.forward(hidden);
 }
 
 /// <summary>transformers' LlamaForCausalLM: "model" + "lm_head" (tied when tie_word_embeddings, e.g. stories260K).</summary>

@@ -31,6 +31,27 @@ public sealed class ModelOutput : IDisposable
     /// <summary>The loss, when labels were given.</summary>
     public Tensor? Loss { get; init; }
 
+    /// <summary>A task head's output over this base-model output: its hidden states with the head's logits and loss
+    /// (and pooled output, for heads that pool on their own).</summary>
+    public ModelOutput WithHead(Tensor logits, Tensor? loss, Tensor? poolerOutput = null) => new()
+    {
+        Logits = logits,
+        Loss = loss,
+        LastHiddenState = LastHiddenState,
+        PoolerOutput = poolerOutput ?? PoolerOutput,
+        HiddenStates = HiddenStates,
+    };
+
+    /// <summary>Moves every tensor to the dispose scope outside the current one, for a forward that built this output
+    /// in its own scope. Each tensor moves once, though the last hidden state usually also ends <see cref="HiddenStates"/>.</summary>
+    public ModelOutput MoveToOuterDisposeScope()
+    {
+        Tensor?[] tensors = [Logits, Loss, LastHiddenState, PoolerOutput, .. HiddenStates ?? []];
+        foreach (var tensor in tensors.OfType<Tensor>().Distinct<Tensor>(ReferenceEqualityComparer.Instance))
+            tensor.MoveToOuterDisposeScope();
+        return this;
+    }
+
     public void Dispose()
     {
         Logits?.Dispose();

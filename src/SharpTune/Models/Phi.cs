@@ -93,7 +93,7 @@ public sealed class PhiAttention : nn.Module
 }
 
 /// <summary>Phi's parallel block: one LayerNorm feeds both attention and MLP; x + attn(n) + mlp(n).</summary>
-public sealed class PhiDecoderLayer : nn.Module
+public sealed class PhiDecoderLayer : nn.Module, IDecoderLayer
 {
     private readonly PhiAttention _attention;
     private readonly FeedForward _mlp;
@@ -121,30 +121,19 @@ public sealed class PhiDecoderLayer : nn.Module
 /// <summary>transformers' PhiModel: embed_tokens, layers, final_layernorm.</summary>
 public sealed class PhiModel : DecoderModel
 {
-    private readonly Embedding _embedTokens;
-    private readonly ModuleList<PhiDecoderLayer> _layers;
-    private readonly LayerNorm _finalNorm;
-
     public PhiModel(PretrainedConfig config) : base(nameof(PhiModel), config, "model")
     {
         Options = PhiOptions.FromConfig(config);
-        register_module("embed_tokens", _embedTokens = nn.Embedding(Options.VocabSize, Options.HiddenSize));
-        register_module("layers", _layers = new ModuleList<PhiDecoderLayer>(
-            Enumerable.Range(0, Options.NumLayers).Select(i => new PhiDecoderLayer(Options, i)).ToArray()));
-        register_module("final_layernorm", _finalNorm = nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
+        AddEmbeddings("embed_tokens", nn.Embedding(Options.VocabSize, Options.HiddenSize));
+        AddLayers("layers", Options.NumLayers, i => new PhiDecoderLayer(Options, i));
+        AddFinalNorm("final_layernorm", nn.LayerNorm(Options.HiddenSize, Options.LayerNormEps));
     }
 
     public PhiOptions Options { get; }
-    public override int NumLayers => Options.NumLayers;
-    public override Tensor InputEmbeddingWeight => _embedTokens.weight!;
     protected override RotaryEmbedding Rotary => Options.Rotary;
 
     protected override Tensor Embed(Tensor inputIds, Tensor positionIds) =>
-        F.dropout(_embedTokens.forward(inputIds), Options.EmbeddingDropout, training);
-
-    protected override Tensor RunLayer(int index, Tensor hidden, DecoderContext context) => _layers[index].Forward(hidden, context);
-
-    protected override Tensor FinalNorm(Tensor hidden) => _finalNorm.forward(hidden);
+        F.dropout(base.Embed(inputIds, positionIds), Options.EmbeddingDropout, training);
 }
 
 /// <summary>transformers' PhiForCausalLM: "model" + "lm_head" with a bias (untied).</summary>

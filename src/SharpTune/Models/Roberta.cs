@@ -64,13 +64,6 @@ public sealed class RobertaForSequenceClassification : BertPreTrainedModel
         using var scope = NewDisposeScope();
         var run = roberta.Run(inputs);
         var logits = classifier.forward(run.LastHiddenState);
-        var loss = inputs.Labels is null ? null : SequenceClassificationLoss.Compute(logits, inputs.Labels, Config.NumLabels, Config.ProblemType);
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = run.LastHiddenState.MoveToOuterDisposeScope(),
-            HiddenStates = run.HiddenStates?.Select(s => s.MoveToOuterDisposeScope()).ToList(),
-        };
+        return run.WithHead(logits, SequenceClassificationLoss.Compute(logits, inputs, Config)).MoveToOuterDisposeScope();
     }
 }

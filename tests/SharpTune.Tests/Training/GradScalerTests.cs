@@ -70,19 +70,8 @@ public class GradScalerTests
         Assert.Equal((1, 256.0), (sgd.StepCount, scaler.Scale));
     }
 
-    private static TrainingArguments Args(string outputDir) => new()
-    {
-        OutputDir = outputDir,
-        NumTrainEpochs = 4,
-        PerDeviceTrainBatchSize = 8,
-        PerDeviceEvalBatchSize = 16,
-        LearningRate = 1e-2,
-        WarmupRatio = 0.1,
-        LoggingSteps = 1,
-        Seed = 3,
-        Precision = TrainingPrecision.Float16,
-        WriteLogs = false,
-    };
+    private static TrainingArguments Args(string outputDir) =>
+        TrainerTests.Args(outputDir) with { WeightDecay = 0, Seed = 3, Precision = TrainingPrecision.Float16, WriteLogs = false };
 
     [Fact]
     public void Float16TrainingLearnsAndReturnsAnFp32Model()

@@ -8,7 +8,8 @@ namespace SharpTune.Tests.Training;
 [Collection(TrainerCollection.Name)]
 public class TrainerTests
 {
-    private static TrainingArguments Args(string outputDir) => new()
+    /// <summary>The tiny classifier's training setup, which the other trainer tests vary.</summary>
+    internal static TrainingArguments Args(string outputDir) => new()
     {
         OutputDir = outputDir,
         NumTrainEpochs = 4,

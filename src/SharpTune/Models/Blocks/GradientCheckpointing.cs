@@ -29,6 +29,20 @@ public static class GradientCheckpointing
     public static Tensor Run(nn.Module stack, Func<IReadOnlyList<Tensor?>, Tensor> layer, params Tensor?[] inputs) =>
         IsActive(stack) ? Checkpoint(layer, inputs) : layer(inputs);
 
+    /// <summary>Runs a stack's <paramref name="layers"/> in order, each through <see cref="Run"/> on the hidden states
+    /// followed by the <paramref name="shared"/> tensors every layer reads, adding each output to <paramref name="states"/>
+    /// when given. Tensors stay in the caller's dispose scope.</summary>
+    public static Tensor RunLayers<TLayer>(nn.Module stack, IEnumerable<TLayer> layers, Func<TLayer, IReadOnlyList<Tensor?>, Tensor> forward,
+        Tensor hidden, List<Tensor>? states, params Tensor?[] shared)
+    {
+        foreach (var layer in layers)
+        {
+            hidden = Run(stack, x => forward(layer, x), [hidden, .. shared]);
+            states?.Add(hidden);
+        }
+        return hidden;
+    }
+
     /// <summary>
     /// <paramref name="function"/>(<paramref name="inputs"/>) with its activations recomputed in backward.
     /// The function must read tensors only from its argument (and module parameters): anything else it captured would

@@ -23,6 +23,10 @@ public static class SequenceClassificationLoss
     /// loss-scaled gradient (2^16 and up) would not even fit in fp16.</summary>
     public static Tensor LossInput(Tensor logits) => logits.dtype == ScalarType.Float16 ? logits.to(ScalarType.Float32) : logits;
 
+    /// <summary>The loss against <see cref="ModelInputs.Labels"/> with config.json's num_labels and problem_type; null without labels.</summary>
+    public static Tensor? Compute(Tensor logits, ModelInputs inputs, PretrainedConfig config) =>
+        inputs.Labels is null ? null : Compute(logits, inputs.Labels, config.NumLabels, config.ProblemType);
+
     /// <summary>Loss of <paramref name="logits"/> [B, numLabels] against <paramref name="labels"/>.</summary>
     public static Tensor Compute(Tensor logits, Tensor labels, int numLabels, string? problemType)
     {
