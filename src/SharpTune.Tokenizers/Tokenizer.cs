@@ -30,6 +30,7 @@ public sealed class Tokenizer
         _specialIds = _added.Tokens.Where(t => t.Special).Select(t => t.Id)
             .Concat(SpecialTokens.All.Select(TokenToId).OfType<int>()).ToHashSet();
         _addedSingle = postProcessor?.AddedTokens(isPair: false) ?? 0;
+        _singleTemplates = [SingleTemplate(addSpecialTokens: false), SingleTemplate(addSpecialTokens: true)];
     }
 
     private readonly int _addedSingle; // special tokens the post-processor adds to a single text
@@ -113,8 +114,62 @@ public sealed class Tokenizer
         return encodings;
     }
 
-    /// <summary>Only the ids, without offsets bookkeeping beyond what the pipeline needs.</summary>
-    public int[] EncodeToIds(string text, bool addSpecialTokens = true) => Encode(text, null, addSpecialTokens).Ids.ToArray();
+    /// <summary>
+    /// The ids of <see cref="Encode"/>(<paramref name="text"/>): the same pipeline, without token strings, offsets or masks.
+    /// </summary>
+    public int[] EncodeToIds(string text, bool addSpecialTokens = true)
+    {
+        // Truncation and padding are rare for ids-only use: the full path implements them.
+        if (Truncation is not null || Padding is not null || _singleTemplates[addSpecialTokens ? 1 : 0] is not { } template)
+            return [.. Encode(text, null, addSpecialTokens).Ids];
+        var ids = _idScratch ??= new List<int>(256);
+        ids.Clear();
+        EncodeSequence(text, 0, new IdSink(ids), int.MaxValue);
+        var (before, after) = template;
+        var result = new int[before.Length + ids.Count + after.Length];
+        before.CopyTo(result, 0);
+        CollectionsMarshal.AsSpan(ids).CopyTo(result.AsSpan(before.Length));
+        after.CopyTo(result, before.Length + ids.Count);
+        if (ids.Capacity > 1 << 16)
+            _idScratch = null; // do not keep a huge buffer alive for the thread's lifetime
+        return result;
+    }
+
+    /// <summary>The ids of <see cref="EncodeBatch(IReadOnlyList{string}, bool)"/>, texts encoded in parallel.</summary>
+    public IReadOnlyList<int[]> EncodeBatchToIds(IReadOnlyList<string> texts, bool addSpecialTokens = true)
+    {
+        var result = new int[texts.Count][];
+        if (Padding is not null) // "longest" padding depends on the whole batch
+        {
+            var encodings = EncodeBatch(texts, addSpecialTokens);
+            for (var i = 0; i < result.Length; i++)
+                result[i] = [.. encodings[i].Ids];
+            return result;
+        }
+        Parallel.For(0, texts.Count, i => result[i] = EncodeToIds(texts[i], addSpecialTokens));
+        return result;
+    }
+
+    [ThreadStatic] private static List<int>? _idScratch;
+
+    // Special ids around a single text, without and with special tokens (null: the full path is needed).
+    private readonly (int[] Before, int[] After)?[] _singleTemplates;
+
+    /// <summary>
+    /// The ids the post-processor puts before and after a single text, found by processing a one-token marker; null when
+    /// the result does not hold the text exactly once.
+    /// </summary>
+    private (int[] Before, int[] After)? SingleTemplate(bool addSpecialTokens)
+    {
+        var marker = new Encoding(1) { Texts = [string.Empty, null] };
+        marker.Add(-1, string.Empty, 0, (0, 0), 0, 0, special: false);
+        var entries = Process(marker, null, addSpecialTokens).Entries;
+        var at = entries.FindIndex(e => !e.Special);
+        if (at < 0 || entries.FindLastIndex(e => !e.Special) != at)
+            return null;
+        var ids = entries.ConvertAll(e => e.Id);
+        return (ids.GetRange(0, at).ToArray(), ids.GetRange(at + 1, ids.Count - at - 1).ToArray());
+    }
 
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
@@ -192,7 +247,7 @@ public sealed class Tokenizer
         // tokens the post-processor inserts): no growth copies, no unused capacity left to the garbage collector.
         var scratch = _scratch ??= new Encoding(256);
         scratch.Entries.Clear();
-        EncodeSequence(text, sequence, scratch, stopAt);
+        EncodeSequence(text, sequence, new EncodingSink(scratch), stopAt);
         var encoding = new Encoding(scratch.Length + reserve) { Texts = sequence == 0 ? [text, null] : [null, text] };
         encoding.Entries.AddRange(CollectionsMarshal.AsSpan(scratch.Entries));
         if (scratch.Entries.Capacity > 1 << 16)
@@ -200,43 +255,44 @@ public sealed class Tokenizer
         return encoding;
     }
 
-    private void EncodeSequence(string text, int sequence, Encoding encoding, int stopAt)
+    private void EncodeSequence<TSink>(string text, int sequence, TSink sink, int stopAt) where TSink : struct, ITokenSink
     {
         var word = 0;
         var at = 0;
         foreach (var (start, end, token) in _added.FindRaw(text))
         {
             if (start > at)
-                EncodeNormalizable(NormalizedString.FromOriginal(text, at, start), sequence, encoding, ref word, stopAt);
-            if (encoding.Length >= stopAt)
+                EncodeNormalizable(NormalizedString.FromOriginal(text, at, start), sequence, sink, ref word, stopAt);
+            if (sink.Count >= stopAt)
                 return;
-            encoding.Add(token.Id, token.Content, sequence, (start, end), word++, sequence, special: false);
+            sink.Add(token.Id, token.Content, (start, end), word++, sequence);
             at = end;
         }
         if (text.Length > at || text.Length == 0)
-            EncodeNormalizable(NormalizedString.FromOriginal(text, at, text.Length), sequence, encoding, ref word, stopAt);
+            EncodeNormalizable(NormalizedString.FromOriginal(text, at, text.Length), sequence, sink, ref word, stopAt);
     }
 
-    private void EncodeNormalizable(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
+    private void EncodeNormalizable<TSink>(NormalizedString piece, int sequence, TSink sink, ref int word, int stopAt)
+        where TSink : struct, ITokenSink
     {
         Normalizer?.Normalize(piece);
         if (!_added.HasNormalizedTokens)
         {
-            EncodeWords(piece, sequence, encoding, ref word, stopAt);
+            EncodeWords(piece, sequence, sink, ref word, stopAt);
             return;
         }
         var at = 0;
         foreach (var (start, end, token) in _added.FindNormalized(piece.Text))
         {
             if (start > at)
-                EncodeWords(piece.Slice(at, start), sequence, encoding, ref word, stopAt);
-            if (encoding.Length >= stopAt)
+                EncodeWords(piece.Slice(at, start), sequence, sink, ref word, stopAt);
+            if (sink.Count >= stopAt)
                 return;
-            encoding.Add(token.Id, token.Content, sequence, piece.OriginalRange(start, end), word++, sequence, special: false);
+            sink.Add(token.Id, token.Content, piece.OriginalRange(start, end), word++, sequence);
             at = end;
         }
         if (piece.Length > at)
-            EncodeWords(piece.Slice(at, piece.Length), sequence, encoding, ref word, stopAt);
+            EncodeWords(piece.Slice(at, piece.Length), sequence, sink, ref word, stopAt);
     }
 
     [ThreadStatic] private static List<NormalizedString>? _words;
@@ -244,7 +300,8 @@ public sealed class Tokenizer
     [ThreadStatic] private static List<Token>? _tokens;
     [ThreadStatic] private static char[]? _wordBuffer;
 
-    private void EncodeWords(NormalizedString piece, int sequence, Encoding encoding, ref int word, int stopAt)
+    private void EncodeWords<TSink>(NormalizedString piece, int sequence, TSink sink, ref int word, int stopAt)
+        where TSink : struct, ITokenSink
     {
         var tokens = _tokens ??= [];
         var ranges = _ranges ??= [];
@@ -255,12 +312,12 @@ public sealed class Tokenizer
             var buffer = _wordBuffer is { } b && b.Length >= piece.Length ? b : _wordBuffer = new char[Math.Max(256, piece.Length)];
             foreach (var (start, end) in ranges)
             {
-                if (encoding.Length >= stopAt)
+                if (sink.Count >= stopAt)
                     return;
                 tokens.Clear();
                 Model.Tokenize(fast.WordText(piece.Span[start..end], buffer), tokens);
                 foreach (var t in tokens)
-                    encoding.Add(t.Id, t.Value, sequence, piece.OriginalRange(start + t.Start, start + t.End), word, sequence, special: false);
+                    sink.Add(t, piece, start, word, sequence);
                 word++;
             }
             return;
@@ -273,12 +330,12 @@ public sealed class Tokenizer
             PreTokenizer.Split(piece, words);
         foreach (var w in words)
         {
-            if (encoding.Length >= stopAt)
+            if (sink.Count >= stopAt)
                 return;
             tokens.Clear();
             Model.Tokenize(w.Span, tokens);
             foreach (var t in tokens)
-                encoding.Add(t.Id, t.Value, sequence, w.OriginalRange(t.Start, t.End), word, sequence, special: false);
+                sink.Add(t, w, 0, word, sequence);
             word++;
         }
     }

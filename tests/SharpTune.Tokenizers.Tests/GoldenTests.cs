@@ -49,6 +49,7 @@ public class GoldenTests
             var text = c.GetProperty("text").GetString()!;
             var encoding = tokenizer.Encode(text);
             Check(failures, "ids", text, Ints(c.GetProperty("ids")), encoding.Ids);
+            Check(failures, "ids-only", text, Ints(c.GetProperty("ids")), tokenizer.EncodeToIds(text));
             Check(failures, "tokens", text, Strings(c.GetProperty("tokens")), encoding.Tokens);
             Check(failures, "offsets", text, Pairs(c.GetProperty("offsets")), encoding.Offsets);
             Check(failures, "type_ids", text, Ints(c.GetProperty("type_ids")), encoding.TypeIds);
