@@ -15,7 +15,8 @@ public sealed class Encoding
         bool Special, byte Attention);
 
     internal readonly List<Entry> Entries;
-    internal readonly List<Encoding> OverflowList = [];
+    private List<Encoding>? _overflow;
+    internal List<Encoding> OverflowList => _overflow ??= []; // created on first use: most encodings never overflow
     internal string?[] Texts = [null, null];
     private (int Start, int End)[]? _codePointOffsets;
     private IReadOnlyList<int>? _ids, _typeIds, _attention, _special;
@@ -46,7 +47,7 @@ public sealed class Encoding
     public IReadOnlyList<(int Start, int End)> Offsets => _codePointOffsets ??= ComputeCodePointOffsets();
 
     /// <summary>The parts cut off by truncation (with their own special tokens and padding).</summary>
-    public IReadOnlyList<Encoding> Overflowing => OverflowList;
+    public IReadOnlyList<Encoding> Overflowing => (IReadOnlyList<Encoding>?)_overflow ?? [];
 
     internal void Add(int id, string token, int typeId, (int, int) offsets, int word, int sequence, bool special, int attention = 1)
     {
@@ -111,7 +112,7 @@ public sealed class Encoding
     /// <summary>Pads to <paramref name="length"/> tokens (this and its overflowing parts).</summary>
     internal void Pad(int length, int padId, int padTypeId, string padToken, bool left)
     {
-        foreach (var overflow in OverflowList)
+        foreach (var overflow in Overflowing)
             overflow.Pad(length, padId, padTypeId, padToken, left);
         var missing = length - Length;
         if (missing <= 0)

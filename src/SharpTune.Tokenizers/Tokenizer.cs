@@ -203,10 +203,11 @@ public sealed class Tokenizer
             var added = addSpecialTokens && PostProcessor is not null ? PostProcessor.AddedTokens(second is not null) : 0;
             Truncate(first, second, truncation with { MaxLength = Math.Max(0, truncation.MaxLength - added) });
         }
-        var firstOverflow = first.OverflowList.ToArray();
-        var secondOverflow = second?.OverflowList.ToArray() ?? [];
+        var firstOverflow = first.Overflowing.ToArray();
+        var secondOverflow = second?.Overflowing.ToArray() ?? [];
         var result = Process(first, second, addSpecialTokens);
-        result.OverflowList.Clear();
+        if (result.Overflowing.Count > 0)
+            result.OverflowList.Clear();
         // Overflowing parts are processed like the main part: each A overflow with B and B's overflows, then A with B's.
         foreach (var a in firstOverflow)
         {
@@ -225,9 +226,16 @@ public sealed class Tokenizer
         return result;
     }
 
+    [ThreadStatic] private static List<Encoding>? _parts;
+
     private Encoding Process(Encoding first, Encoding? second, bool addSpecialTokens)
     {
-        List<Encoding> parts = second is null ? [first] : [first, second];
+        // One list per thread, not per text: post-processors return it or a new one, and keep neither.
+        var parts = _parts ??= new List<Encoding>(2);
+        parts.Clear();
+        parts.Add(first);
+        if (second is not null)
+            parts.Add(second);
         if (PostProcessor is not null)
             parts = PostProcessor.Process(parts, addSpecialTokens);
         if (parts.Count == 1)

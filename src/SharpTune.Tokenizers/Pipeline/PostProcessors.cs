@@ -163,7 +163,7 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
                 end = Math.Max(end - trailing, start);
             encoding.SetOffsets(i, (start, end));
         }
-        foreach (var overflow in encoding.OverflowList)
+        foreach (var overflow in encoding.Overflowing)
             Trim(overflow);
     }
 }
