@@ -14,8 +14,10 @@ internal interface ITokenSink
     /// <summary>A token whose original offsets are known (added tokens found in the raw text).</summary>
     void Add(int id, string token, (int Start, int End) offsets, int word, int sequence);
 
-    /// <summary>A model token of a word that starts at char <paramref name="shift"/> of <paramref name="piece"/>.</summary>
-    void Add(in Token token, NormalizedString piece, int shift, int word, int sequence);
+    /// <summary>The model's tokens for <paramref name="text"/>, the text of word <paramref name="word"/>, which starts at char
+    /// <paramref name="shift"/> of <paramref name="piece"/>; <paramref name="scratch"/> is a reusable token buffer.</summary>
+    void AddWord(ITokenizerModel model, ReadOnlySpan<char> text, List<Token> scratch, NormalizedString piece, int shift, int word,
+        int sequence);
 }
 
 /// <summary>Full encodings: token strings, offsets, word and sequence ids.</summary>
@@ -26,9 +28,14 @@ internal readonly struct EncodingSink(Encoding encoding) : ITokenSink
     public void Add(int id, string token, (int Start, int End) offsets, int word, int sequence) =>
         encoding.Add(id, token, sequence, offsets, word, sequence, special: false);
 
-    public void Add(in Token token, NormalizedString piece, int shift, int word, int sequence) =>
-        encoding.Add(token.Id, token.Value, sequence, piece.OriginalRange(shift + token.Start, shift + token.End), word, sequence,
-            special: false);
+    public void AddWord(ITokenizerModel model, ReadOnlySpan<char> text, List<Token> scratch, NormalizedString piece, int shift, int word,
+        int sequence)
+    {
+        scratch.Clear();
+        model.Tokenize(text, scratch);
+        foreach (var t in scratch)
+            encoding.Add(t.Id, t.Value, sequence, piece.OriginalRange(shift + t.Start, shift + t.End), word, sequence, special: false);
+    }
 }
 
 /// <summary>Ids only.</summary>
@@ -38,5 +45,17 @@ internal readonly struct IdSink(List<int> ids) : ITokenSink
 
     public void Add(int id, string token, (int Start, int End) offsets, int word, int sequence) => ids.Add(id);
 
-    public void Add(in Token token, NormalizedString piece, int shift, int word, int sequence) => ids.Add(token.Id);
+    public void AddWord(ITokenizerModel model, ReadOnlySpan<char> text, List<Token> scratch, NormalizedString piece, int shift, int word,
+        int sequence)
+    {
+        if (model is IIdTokenizerModel idModel)
+        {
+            idModel.TokenizeToIds(text, scratch, ids);
+            return;
+        }
+        scratch.Clear();
+        model.Tokenize(text, scratch);
+        foreach (var t in scratch)
+            ids.Add(t.Id);
+    }
 }

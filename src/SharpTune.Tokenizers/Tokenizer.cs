@@ -322,11 +322,7 @@ public sealed class Tokenizer
             {
                 if (sink.Count >= stopAt)
                     return;
-                tokens.Clear();
-                Model.Tokenize(fast.WordText(piece.Span[start..end], buffer), tokens);
-                foreach (var t in tokens)
-                    sink.Add(t, piece, start, word, sequence);
-                word++;
+                sink.AddWord(Model, fast.WordText(piece.Span[start..end], buffer), tokens, piece, start, word++, sequence);
             }
             return;
         }
@@ -340,11 +336,7 @@ public sealed class Tokenizer
         {
             if (sink.Count >= stopAt)
                 return;
-            tokens.Clear();
-            Model.Tokenize(w.Span, tokens);
-            foreach (var t in tokens)
-                sink.Add(t, w, 0, word, sequence);
-            word++;
+            sink.AddWord(Model, w.Span, tokens, w, 0, word++, sequence);
         }
     }
 

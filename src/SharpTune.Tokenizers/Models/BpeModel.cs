@@ -14,7 +14,7 @@ public sealed record BpeOptions
 }
 
 /// <summary>Byte-pair encoding with ranked merges (GPT-2, RoBERTa, Llama, ...), applied exactly like Hugging Face's.</summary>
-public sealed class BpeModel : ITokenizerModel
+public sealed class BpeModel : ITokenizerModel, IIdTokenizerModel
 {
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
@@ -102,6 +102,21 @@ public sealed class BpeModel : ITokenizerModel
                 start = i;
             }
         TokenizePart(word[start..], start, output);
+    }
+
+    void IIdTokenizerModel.TokenizeToIds(ReadOnlySpan<char> word, List<Token> scratch, List<int> ids)
+    {
+        // A cached whole word (most words of short texts): its ids straight from the cache, no token list in between.
+        if (!_splitAtMetaspace && _cache.TryGet(word, out var cached))
+        {
+            foreach (var t in cached)
+                ids.Add(t.Id);
+            return;
+        }
+        scratch.Clear();
+        Tokenize(word, scratch);
+        foreach (var t in scratch)
+            ids.Add(t.Id);
     }
 
     /// <summary>Tokens of <paramref name="word"/>, their ranges shifted by <paramref name="offset"/>.</summary>

@@ -16,6 +16,14 @@ public interface ITokenizerModel
     IReadOnlyDictionary<string, int> GetVocab();
 }
 
+/// <summary>A model that can append just the ids of a word, without building its tokens when they are cached.</summary>
+internal interface IIdTokenizerModel
+{
+    /// <summary>The ids of <see cref="ITokenizerModel.Tokenize"/>(<paramref name="word"/>), appended to <paramref name="ids"/>;
+    /// <paramref name="scratch"/> is a reusable token buffer.</summary>
+    void TokenizeToIds(ReadOnlySpan<char> word, List<Token> scratch, List<int> ids);
+}
+
 /// <summary>Bounded, thread-safe word → tokens cache: words repeat a lot (Zipf), so most lookups hit.</summary>
 internal sealed class WordCache(int capacity = 200_000)
 {
