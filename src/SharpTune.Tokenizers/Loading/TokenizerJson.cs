@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using SharpTune.Tokenizers.Models;
 using SharpTune.Tokenizers.Pipeline;
 
@@ -121,14 +120,23 @@ internal static class TokenizerJson
 
         private ReplaceNormalizer Replace(JsonNode node)
         {
-            var (literal, regex) = Pattern(node["pattern"]);
-            return new ReplaceNormalizer(literal, regex, Str(node, "content"));
+            return new ReplaceNormalizer(Pattern(node["pattern"]), Str(node, "content"));
         }
 
-        private (string? Literal, string? Regex) Pattern(JsonNode? pattern) =>
-            OptStr(pattern, "String") is { } literal ? (literal, null)
-            : OptStr(pattern, "Regex") is { } regex ? (null, regex)
-            : throw new InvalidDataException($"{source}: pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}");
+        private TokenizerPattern Pattern(JsonNode? pattern)
+        {
+            if (OptStr(pattern, "String") is { } literal)
+                return TokenizerPattern.FromLiteral(literal);
+            var regex = OptStr(pattern, "Regex") ?? throw new InvalidDataException($"{source}: pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}");
+            try
+            {
+                return TokenizerPattern.FromRegex(regex);
+            }
+            catch (ArgumentException e)
+            {
+                throw new InvalidDataException($"{source}: {e.Message}", e);
+            }
+        }
 
         public IPreTokenizer? PreTokenizer(JsonNode? node)
         {
@@ -153,9 +161,7 @@ internal static class TokenizerJson
 
         private SplitPreTokenizer SplitPre(JsonNode node)
         {
-            var (literal, regex) = Pattern(node["pattern"]);
-            var compiled = new Regex(regex ?? Regex.Escape(literal!), RegexOptions.CultureInvariant | RegexOptions.Compiled);
-            return new SplitPreTokenizer(compiled, Behavior(node, SplitBehavior.Isolated), Bool(node, "invert", false));
+            return new SplitPreTokenizer(Pattern(node["pattern"]), Behavior(node, SplitBehavior.Isolated), Bool(node, "invert", false));
         }
 
         private SplitBehavior Behavior(JsonNode node, SplitBehavior fallback) => OptStr(node, "behavior") switch

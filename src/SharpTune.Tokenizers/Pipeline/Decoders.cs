@@ -132,19 +132,21 @@ public sealed class FuseDecoder : IDecoder
 
 public sealed class ReplaceDecoder(ReplaceNormalizer replace) : IDecoder
 {
+    public ReplaceNormalizer Replace { get; } = replace;
+
     public List<string> DecodeChain(List<string> tokens) => tokens.Select(Apply).ToList();
 
     private string Apply(string token)
     {
-        var matches = replace.Matches(token);
+        var matches = Replace.Pattern.Matches(token);
         if (matches.Count == 0)
             return token;
         var sb = new StringBuilder(token.Length);
         var at = 0;
-        foreach (var (start, length) in matches)
+        foreach (var (start, end) in matches)
         {
-            sb.Append(token, at, start - at).Append(replace.Content);
-            at = start + length;
+            sb.Append(token, at, start - at).Append(Replace.Content);
+            at = end;
         }
         return sb.Append(token, at, token.Length - at).ToString();
     }

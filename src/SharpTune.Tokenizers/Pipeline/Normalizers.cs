@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace SharpTune.Tokenizers.Pipeline;
 
@@ -188,34 +187,32 @@ public sealed class PrependNormalizer(string prefix) : INormalizer
 /// <summary>Replaces every match of a literal string or a regex by <see cref="Content"/>.</summary>
 public sealed class ReplaceNormalizer : INormalizer
 {
-    private readonly Regex? _regex;
-
-    public ReplaceNormalizer(string? literal, string? regex, string content)
+    public ReplaceNormalizer(TokenizerPattern pattern, string content)
     {
-        Literal = literal;
-        _regex = regex is null ? null : new Regex(regex, RegexOptions.CultureInvariant);
+        Pattern = pattern;
         Content = content;
     }
 
-    public string? Literal { get; }
+    public TokenizerPattern Pattern { get; }
     public string Content { get; }
 
     public void Normalize(NormalizedString text)
     {
         // A literal replaced by as many chars maps char for char: the alignment stays as it is.
-        if (_regex is null && !string.IsNullOrEmpty(Literal) && Content.Length == Literal.Length)
+        if (Pattern.Literal is { Length: > 0 } literal && Content.Length == literal.Length)
         {
-            if (text.Span.IndexOf(Literal, StringComparison.Ordinal) >= 0)
-                text.ReplaceSameLength(text.Text.Replace(Literal, Content, StringComparison.Ordinal));
+            if (text.Span.IndexOf(literal, StringComparison.Ordinal) >= 0)
+                text.ReplaceSameLength(text.Text.Replace(literal, Content, StringComparison.Ordinal));
             return;
         }
-        var matches = Matches(text.Text);
+        var matches = Pattern.Matches(text.Text);
         if (matches.Count == 0)
             return;
         var builder = new NormalizedString.Builder(text.Length + 8);
         var at = 0;
-        foreach (var (start, length) in matches)
+        foreach (var (start, end) in matches)
         {
+            var length = end - start;
             builder.AppendRange(text, at, start);
             if (Content.Length == length)
                 for (var i = 0; i < length; i++)
@@ -226,23 +223,6 @@ public sealed class ReplaceNormalizer : INormalizer
         }
         builder.AppendRange(text, at, text.Length);
         text.Assign(builder);
-    }
-
-    internal List<(int Start, int Length)> Matches(string s)
-    {
-        var result = new List<(int, int)>();
-        if (_regex is not null)
-        {
-            foreach (Match match in _regex.Matches(s))
-                if (match.Length > 0)
-                    result.Add((match.Index, match.Length));
-            return result;
-        }
-        if (string.IsNullOrEmpty(Literal))
-            return result;
-        for (var i = s.IndexOf(Literal, StringComparison.Ordinal); i >= 0; i = s.IndexOf(Literal, i + Literal.Length, StringComparison.Ordinal))
-            result.Add((i, Literal.Length));
-        return result;
     }
 }
 

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace SharpTune.Tokenizers.Pipeline;
 
@@ -118,18 +117,16 @@ internal static class Splitting
         return pieces;
     }
 
-    public static List<(int, int, bool)> ByRegex(string text, Regex regex, bool invert)
+    public static List<(int, int, bool)> ByPattern(string text, TokenizerPattern pattern, bool invert)
     {
         var pieces = new List<(int, int, bool)>();
         var at = 0;
-        foreach (Match match in regex.Matches(text))
+        foreach (var (start, end) in pattern.Matches(text))
         {
-            if (match.Length == 0)
-                continue;
-            if (match.Index > at)
-                pieces.Add((at, match.Index, invert));
-            pieces.Add((match.Index, match.Index + match.Length, !invert));
-            at = match.Index + match.Length;
+            if (start > at)
+                pieces.Add((at, start, invert));
+            pieces.Add((start, end, !invert));
+            at = end;
         }
         if (text.Length > at)
             pieces.Add((at, text.Length, invert));
@@ -302,14 +299,14 @@ public sealed class DigitsPreTokenizer(bool individualDigits) : IPreTokenizer
 }
 
 /// <summary>Splits on a literal string or a regex with a delimiter behavior, optionally inverted (matches are the words).</summary>
-public sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, bool invert) : IPreTokenizer
+public sealed class SplitPreTokenizer(TokenizerPattern pattern, SplitBehavior behavior, bool invert = false) : IPreTokenizer
 {
-    public Regex Pattern { get; } = pattern;
+    public TokenizerPattern Pattern { get; } = pattern;
     public SplitBehavior Behavior { get; } = behavior;
     public bool Invert { get; } = invert;
 
     public void Split(NormalizedString input, List<NormalizedString> output) =>
-        Splitting.Apply(input, Splitting.ByRegex(input.Text, Pattern, Invert), Behavior, output);
+        Splitting.Apply(input, Splitting.ByPattern(input.Text, Pattern, Invert), Behavior, output);
 }
 
 public enum PrependScheme { Always, First, Never }
