@@ -94,9 +94,19 @@ public sealed class Tokenizer
     public static Tokenizer FromFile(string path) => TokenizerJson.Load(path);
 
     /// <summary>Builds a tokenizer from the JSON text of a tokenizer.json; <paramref name="source"/> names it in errors.</summary>
-    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null) =>
-        TokenizerJson.Parse(JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{source} is not a JSON object"),
-            source, specialTokens);
+    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null)
+    {
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(json);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InvalidDataException($"{source} is not valid JSON: {e.Message}", e);
+        }
+        return TokenizerJson.Parse(root as JsonObject ?? throw new InvalidDataException($"{source} is not a JSON object"), source, specialTokens);
+    }
 
     /// <summary>The tokenizer as a tokenizer.json document (Hugging Face loads it).</summary>
     public JsonObject ToJson()

@@ -45,8 +45,11 @@ internal static class VocabHelpers
 {
     public static string[] InvertVocab(IReadOnlyDictionary<string, int> vocab)
     {
-        var size = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
-        var tokens = new string[size];
+        // Ids index this table: negative ones, or ones far beyond the vocabulary's size (a 1e9 id would take gigabytes), are refused.
+        var max = vocab.Count == 0 ? -1 : vocab.Values.Max();
+        if (vocab.Count > 0 && (vocab.Values.Min() < 0 || max >= 2L * vocab.Count + 256))
+            throw new ArgumentException($"vocabulary ids must be in [0, {2L * vocab.Count + 256}) for {vocab.Count} tokens (got {vocab.Values.Min()}..{max})");
+        var tokens = new string[max + 1];
         foreach (var (token, id) in vocab)
             tokens[id] = token;
         return tokens;

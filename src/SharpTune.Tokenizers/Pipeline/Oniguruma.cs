@@ -31,10 +31,14 @@ internal sealed unsafe class Oniguruma
 
     public string Pattern { get; }
 
+    /// <summary>Where the pattern comes from (a tokenizer.json path), named in errors; null when unknown.</summary>
+    public string? Source { get; }
+
     /// <summary>Compiles <paramref name="pattern"/>; an invalid pattern throws <see cref="ArgumentException"/> with Oniguruma's reason.</summary>
-    public Oniguruma(string pattern)
+    public Oniguruma(string pattern, string? source = null)
     {
         Pattern = pattern;
+        Source = source;
         var info = stackalloc nint[3];
         nint regex;
         int code;
@@ -73,7 +77,7 @@ internal sealed unsafe class Oniguruma
                     break;
                 if (found < 0)
                     throw found is ErrorRetryLimitInMatch or ErrorRetryLimitInSearch or ErrorMatchStackLimit
-                        ? new RegexLimitException(Pattern, subject.Length)
+                        ? new RegexLimitException(Pattern, subject.Length, Source)
                         : new InvalidOperationException($"regex {Quote(Pattern)} failed: {Message(found)}");
                 var region = (Region*)scratch.Region;
                 int start = region->Begin[0] / 2, stop = region->End[0] / 2;
@@ -177,8 +181,8 @@ internal sealed unsafe class Oniguruma
 }
 
 /// <summary>A tokenizer regex gave up: it backtracked more than its bound allows on one text (catastrophic backtracking).</summary>
-public sealed class RegexLimitException(string pattern, int textLength)
-    : InvalidOperationException($"regex /{pattern}/ exceeded its backtracking bound ({Oniguruma.RetryLimitInMatch:N0} steps per match, " +
+public sealed class RegexLimitException(string pattern, int textLength, string? source = null)
+    : InvalidOperationException($"{(source is null ? "" : source + ": ")}regex /{pattern}/ exceeded its backtracking bound ({Oniguruma.RetryLimitInMatch:N0} steps per match, " +
         $"{Oniguruma.RetryLimitInSearch:N0} per text) on a {textLength}-char text: the pattern backtracks catastrophically (like (a+)+$)")
 {
     public string Pattern { get; } = pattern;

@@ -11,11 +11,11 @@ public sealed class TokenizerPattern
 {
     private readonly Oniguruma? _regex;
 
-    private TokenizerPattern(string? literal, string? regex)
+    private TokenizerPattern(string? literal, string? regex, string? source)
     {
         Literal = literal;
         if (regex is not null)
-            _regex = new Oniguruma(regex);
+            _regex = new Oniguruma(regex, source);
     }
 
     /// <summary>The literal string looked for (null for a regex).</summary>
@@ -24,10 +24,12 @@ public sealed class TokenizerPattern
     /// <summary>The regex (null for a literal).</summary>
     public string? Regex => _regex?.Pattern;
 
-    public static TokenizerPattern FromLiteral(string literal) => new(literal ?? throw new ArgumentNullException(nameof(literal)), null);
+    public static TokenizerPattern FromLiteral(string literal) => new(literal ?? throw new ArgumentNullException(nameof(literal)), null, null);
 
-    /// <summary>Compiles an Oniguruma regex; an invalid one throws <see cref="ArgumentException"/> saying why.</summary>
-    public static TokenizerPattern FromRegex(string regex) => new(null, regex ?? throw new ArgumentNullException(nameof(regex)));
+    /// <summary>Compiles an Oniguruma regex; an invalid one throws <see cref="ArgumentException"/> saying why. <paramref name="source"/>
+    /// (e.g. the tokenizer.json it comes from) is named when a text makes it exceed its backtracking bound.</summary>
+    public static TokenizerPattern FromRegex(string regex, string? source = null) =>
+        new(null, regex ?? throw new ArgumentNullException(nameof(regex)), source);
 
     /// <summary>The non-empty matches in <paramref name="text"/>, left to right, as (start, end) UTF-16 indices.</summary>
     public List<(int Start, int End)> Matches(string text)
