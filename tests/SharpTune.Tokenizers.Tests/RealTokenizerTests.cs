@@ -55,6 +55,11 @@ public class RealTokenizerTests
             GoldenTests.Check(failures, model, texts[i], expected[i], encoding.Ids);
             GoldenTests.Check(failures, model + " ids-only", texts[i], expected[i], tokenizer.EncodeToIds(texts[i], null, options));
         }
+        // Its parts written as a tokenizer.json by SharpTune and read back tokenize the same (regexes, byte-level, templates).
+        var rebuilt = Tokenizer.FromJson(new Tokenizer(tokenizer.Model, tokenizer.Normalizer, tokenizer.PreTokenizer, tokenizer.PostProcessor,
+            tokenizer.Decoder, tokenizer.AddedTokens, tokenizer.SpecialTokens).ToJson().ToJsonString(), "rebuilt " + model);
+        for (var i = 0; i < Astral.Length; i++)
+            GoldenTests.Check(failures, model + " rebuilt from parts", texts[i], expected[i], rebuilt.EncodeToIds(texts[i], null, options));
         GoldenTests.Report(failures, texts.Count);
     }
 }

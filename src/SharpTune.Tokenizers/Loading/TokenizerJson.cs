@@ -65,13 +65,6 @@ internal static class TokenizerJson
         return text.Length <= 60 ? text : text[..57] + "...";
     }
 
-    /// <summary>The normalizer and pre-tokenizer of a definition (what trainers need to split a corpus into words).</summary>
-    public static (INormalizer?, IPreTokenizer?) Pipeline(JsonNode? normalizer, JsonNode? preTokenizer, string source)
-    {
-        var reader = new Reader(source);
-        return (reader.Normalizer(normalizer), reader.PreTokenizer(preTokenizer));
-    }
-
     internal static bool Bool(JsonNode? node, string key, bool fallback) =>
         node is JsonObject o && o[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
 

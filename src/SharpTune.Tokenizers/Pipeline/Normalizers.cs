@@ -1,5 +1,7 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using System.Text;
+using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers.Pipeline;
 
@@ -7,6 +9,9 @@ namespace SharpTune.Tokenizers.Pipeline;
 public interface INormalizer
 {
     void Normalize(NormalizedString text);
+
+    /// <summary>This normalizer as a tokenizer.json "normalizer" object.</summary>
+    JsonObject ToJson();
 }
 
 /// <summary>Unicode classification shared by the pipeline, following Hugging Face's (Rust) definitions.</summary>
@@ -63,6 +68,8 @@ internal static class UnicodeRules
 
 public sealed class SequenceNormalizer(IReadOnlyList<INormalizer> normalizers) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Sequence", ("normalizers", Definitions.Array(Normalizers.Select(n => n.ToJson()))));
+
     public IReadOnlyList<INormalizer> Normalizers { get; } = normalizers;
 
     public void Normalize(NormalizedString text)
@@ -75,6 +82,8 @@ public sealed class SequenceNormalizer(IReadOnlyList<INormalizer> normalizers) :
 /// <summary>Unicode normalization forms (NFC, NFD, NFKC, NFKD).</summary>
 public sealed class UnicodeNormalizer(NormalizationForm form) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed(Form switch { NormalizationForm.FormC => "NFC", NormalizationForm.FormD => "NFD", NormalizationForm.FormKC => "NFKC", _ => "NFKD" });
+
     public NormalizationForm Form { get; } = form;
 
     public void Normalize(NormalizedString text)
@@ -124,6 +133,8 @@ public sealed class UnicodeNormalizer(NormalizationForm form) : INormalizer
 
 public sealed class LowercaseNormalizer : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Lowercase");
+
     public void Normalize(NormalizedString text)
     {
         var span = text.Span;
@@ -141,6 +152,8 @@ public sealed class LowercaseNormalizer : INormalizer
 /// <summary>Removes non-spacing marks (use after NFD to strip accents).</summary>
 public sealed class StripAccentsNormalizer : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("StripAccents");
+
     public void Normalize(NormalizedString text)
     {
         if (!text.AnyRune(r => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark, '\0', '\u007F'))
@@ -155,6 +168,8 @@ public sealed class StripAccentsNormalizer : INormalizer
 
 public sealed class StripNormalizer(bool left, bool right) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Strip", ("strip_left", Left), ("strip_right", Right));
+
     public bool Left { get; } = left;
     public bool Right { get; } = right;
 
@@ -179,6 +194,8 @@ public sealed class StripNormalizer(bool left, bool right) : INormalizer
 
 public sealed class PrependNormalizer(string prefix) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Prepend", ("prepend", Prefix));
+
     public string Prefix { get; } = prefix;
 
     public void Normalize(NormalizedString text) => text.Prepend(Prefix);
@@ -187,6 +204,8 @@ public sealed class PrependNormalizer(string prefix) : INormalizer
 /// <summary>Replaces every match of a literal string or a regex by <see cref="Content"/>.</summary>
 public sealed class ReplaceNormalizer : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Replace", ("pattern", Pattern.ToJson()), ("content", Content));
+
     public ReplaceNormalizer(TokenizerPattern pattern, string content)
     {
         Pattern = pattern;
@@ -229,6 +248,8 @@ public sealed class ReplaceNormalizer : INormalizer
 /// <summary>BERT's normalizer: clean control chars, space out CJK ideographs, strip accents, lowercase.</summary>
 public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool? stripAccents, bool lowercase) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("BertNormalizer", ("clean_text", CleanText), ("handle_chinese_chars", HandleChineseChars), ("strip_accents", StripAccents), ("lowercase", Lowercase));
+
     public bool CleanText { get; } = cleanText;
     public bool HandleChineseChars { get; } = handleChineseChars;
     public bool? StripAccents { get; } = stripAccents;
