@@ -27,8 +27,6 @@ internal static class ReportPlots
         plot.YLabel(yLabel);
         plot.Axes.SetLimits(0, 1, 0, 1.02);
         plot.ShowLegend(Alignment.LowerRight);
-        var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileNameWithoutExtension(path)}.{Guid.NewGuid():N}.png");
-        plot.SavePng(temp, 640, 480);
-        File.Move(temp, path, overwrite: true);
+        IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(640, 480, ImageFormat.Png));
     }
 }

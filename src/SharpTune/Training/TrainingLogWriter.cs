@@ -53,7 +53,6 @@ public sealed class TrainingLogWriter(string outputDir) : TrainerCallback
         plot.YLabel("loss / metric");
         plot.Axes.Right.Label.Text = "learning rate";
         plot.ShowLegend();
-        var bytes = plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png);
-        AtomicFile.Write(path, stream => stream.Write(bytes));
+        AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png));
     }
 }
