@@ -48,16 +48,15 @@ public static class TokenizeCommand
                 throw new FileNotFoundException($"Input file not found: {input}", input);
 
             var tokenizer = AutoTokenizer.FromPretrained(parseResult.GetValue(tokenizerOption)!);
-            tokenizer.Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null;
-            tokenizer.Padding = padding is null ? null : new PaddingOptions
+            var options = new EncodeOptions
             {
-                Length = padding == "max_length" ? maxLength : null,
-                PadId = tokenizer.PadTokenId ?? 0,
-                PadToken = tokenizer.SpecialTokens.Pad ?? "[PAD]",
+                Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null,
+                Padding = padding is null ? null : tokenizer.PaddingTo(padding == "max_length" ? maxLength : null),
+                AddSpecialTokens = !parseResult.GetValue(noSpecialOption),
             };
             var inputs = ReadInputs(input);
             // One batch for the whole file: padding "longest" pads to the longest encoding of the file.
-            var encodings = tokenizer.EncodeBatch(inputs, addSpecialTokens: !parseResult.GetValue(noSpecialOption));
+            var encodings = tokenizer.EncodeBatch(inputs, options);
             WriteJsonLines(output, encodings);
             // With --output - the encodings are standard output; the summary goes to standard error.
             var summary = AtomicFile.IsStream(output) ? Console.Error : Console.Out;
@@ -107,7 +106,7 @@ public static class TokenizeCommand
         _ => $"a JSON {node.GetValueKind().ToString().ToLowerInvariant()}",
     };
 
-    private static void WriteJsonLines(string path, IReadOnlyList<Encoding> encodings) =>
+    private static void WriteJsonLines(string path, IReadOnlyList<TokenEncoding> encodings) =>
         AtomicFile.Write(path, stream =>
         {
             using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
