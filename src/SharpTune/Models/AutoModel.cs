@@ -25,7 +25,12 @@ public static class AutoModel
 {
     public static IReadOnlyList<ModelRegistration> Registrations => ModelRegistry.All;
 
-    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null) => Resolve(config, task).Create(config);
+    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null)
+    {
+        var registration = Resolve(config, task);
+        ConfigValidation.Validate(config);
+        return registration.Create(config);
+    }
 
     /// <summary>Loads a Hugging Face model directory. Weights the checkpoint lacks (a new head) are initialised
     /// as transformers does and listed in <paramref name="report"/>.</summary>
@@ -36,6 +41,7 @@ public static class AutoModel
     {
         var config = PretrainedConfig.FromDirectory(directory);
         var registration = Resolve(config, task);
+        ConfigValidation.Validate(config);
         using var checkpoint = Checkpoint.Open(directory);
         var model = registration.Create(config);
         try

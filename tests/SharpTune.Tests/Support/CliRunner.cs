@@ -5,6 +5,9 @@ namespace SharpTune.Tests.Support;
 public sealed record CliResult(int ExitCode, string StdOut, string StdErr)
 {
     public string All => StdOut + StdErr;
+
+    /// <summary>The process's peak resident memory as sampled while it ran (0 where the OS does not tell).</summary>
+    public long PeakMemoryBytes { get; init; }
 }
 
 /// <summary>Runs the built sharptune CLI in a child process, as a user would.</summary>
@@ -15,6 +18,27 @@ public static class CliRunner
     public static CliResult Run(params string[] args) => Run(TimeSpan.FromMinutes(10), args);
 
     public static CliResult Run(TimeSpan timeout, params string[] args)
+    {
+        using var process = Start(args);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        // The high-water mark of resident memory, sampled until exit (Linux keeps it in /proc/PID/status as VmHWM).
+        long peak = 0;
+        var deadline = DateTime.UtcNow + timeout;
+        while (!process.WaitForExit(25))
+        {
+            peak = Math.Max(peak, PeakResidentBytes(process.Id));
+            if (DateTime.UtcNow > deadline)
+            {
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"sharptune {string.Join(' ', args)} did not finish in {timeout}");
+            }
+        }
+        return new CliResult(process.ExitCode, stdout.Result, stderr.Result) { PeakMemoryBytes = peak };
+    }
+
+    /// <summary>Starts the CLI without waiting (for tests that interrupt it); the caller reads or drains its output.</summary>
+    public static Process Start(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -27,15 +51,24 @@ public static class CliRunner
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["NO_COLOR"] = "1";
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeout))
+        return Process.Start(start)!;
+    }
+
+    private static long PeakResidentBytes(int processId)
+    {
+        try
         {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"sharptune {string.Join(' ', args)} did not finish in {timeout}");
+            var line = File.ReadLines($"/proc/{processId}/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         }
-        return new CliResult(process.ExitCode, stdout.Result, stderr.Result);
+        catch (IOException)
+        {
+            return 0;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return 0;
+        }
     }
 
     private static string FindCliDll()
