@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Hub;
 using SharpTune.Tokenizers;
 
 namespace SharpTune.Cli.Commands;
@@ -46,7 +47,7 @@ public static class TokenizeCommand
             if (!File.Exists(input))
                 throw new FileNotFoundException($"Input file not found: {input}", input);
 
-            var tokenizer = AutoTokenizer.FromPretrained(parseResult.GetValue(tokenizerOption)!);
+            var tokenizer = AutoTokenizer.FromPretrained(HubModels.Resolve(parseResult.GetValue(tokenizerOption)!, HubFileSelection.Tokenizer));
             tokenizer.Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null;
             tokenizer.Padding = padding is null ? null : new PaddingOptions
             {

@@ -23,6 +23,7 @@ public sealed class PromptTokenizer
 
     public static PromptTokenizer FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var tokenizer = AutoTokenizer.FromPretrained(directory);
         var configPath = Path.Combine(directory, "tokenizer_config.json");
         var addBos = false;

@@ -14,7 +14,14 @@ public static class CliRunner
 
     public static CliResult Run(params string[] args) => Run(TimeSpan.FromMinutes(10), args);
 
-    public static CliResult Run(TimeSpan timeout, params string[] args)
+    public static CliResult Run(TimeSpan timeout, params string[] args) => Run(timeout, new Dictionary<string, string?>(), args);
+
+    /// <summary>Runs with extra environment variables (a null value removes the variable).</summary>
+    public static CliResult Run(TimeSpan timeout, IReadOnlyDictionary<string, string?> environment, params string[] args) =>
+        RunAsync(timeout, environment, args).GetAwaiter().GetResult();
+
+    /// <summary>Starts the CLI and completes when it exits (several can run at once).</summary>
+    public static async Task<CliResult> RunAsync(TimeSpan timeout, IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -27,15 +34,25 @@ public static class CliRunner
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["NO_COLOR"] = "1";
+        foreach (var (name, value) in environment)
+            if (value is null)
+                start.Environment.Remove(name);
+            else
+                start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeout))
+        using var limit = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(limit.Token);
+        }
+        catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
             throw new TimeoutException($"sharptune {string.Join(' ', args)} did not finish in {timeout}");
         }
-        return new CliResult(process.ExitCode, stdout.Result, stderr.Result);
+        return new CliResult(process.ExitCode, await stdout, await stderr);
     }
 
     private static string FindCliDll()
