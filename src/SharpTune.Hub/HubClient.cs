@@ -135,7 +135,10 @@ public sealed class HubClient : IDisposable
 
     private string CachedFile(string repoId, string revision, string file, string why, Exception? inner = null)
     {
-        var path = Path.Combine(CachedSnapshot(repoId, revision, why, inner), file);
+        var snapshot = CachedSnapshot(repoId, revision, why, inner);
+        if (Cache.IsKnownMissing(repoId, Path.GetFileName(snapshot), file))
+            throw new HubNotFoundException($"file {file} does not exist in {Describe(repoId, revision)} (the cache recorded its absence)");
+        var path = Path.Combine(snapshot, file);
         return File.Exists(path)
             ? path
             : throw new HubOfflineException($"{file} of {Describe(repoId, revision)} is not in the Hugging Face cache ({Cache.Directory}) and {why}: " +

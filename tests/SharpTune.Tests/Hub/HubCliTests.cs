@@ -60,7 +60,7 @@ public class HubCliTests
     };
 
     [Fact]
-    public void HandLaidCacheIsReadWithoutAServer()
+    public async Task HandLaidCacheIsReadWithoutAServer()
     {
         var (cache, snapshot) = HandLaidCache();
         var offline = new HubOptions { CacheDirectory = cache, Offline = true };
@@ -68,6 +68,14 @@ public class HubCliTests
         Assert.Equal(snapshot, PretrainedPath.Resolve(RepoId + "@" + Path.GetFileName(snapshot), options: offline));
         // Online settings with the Hub unreachable fall back to the cache too.
         Assert.Equal(snapshot, PretrainedPath.Resolve(RepoId, options: new HubOptions { CacheDirectory = cache, Endpoint = "http://127.0.0.1:1", MaxAttempts = 1 }));
+
+        using (var client = new HubClient(offline))
+        {
+            Assert.Equal(Path.Combine(snapshot, "config.json"), await client.DownloadFileAsync(RepoId, "config.json"));
+            // huggingface_hub's .no_exist marker: known absent, said so without a request.
+            var absent = await Assert.ThrowsAsync<HubNotFoundException>(() => client.DownloadFileAsync(RepoId, "special_tokens_map.json"));
+            Assert.Contains("does not exist in sharptune/stories260K", absent.Message);
+        }
 
         using var model = SharpTune.Models.AutoModel.FromPretrained(snapshot);
         using var reference = SharpTune.Models.AutoModel.FromPretrained(Source);
