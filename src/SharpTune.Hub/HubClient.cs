@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
 
 namespace SharpTune.Hub;
 
@@ -127,11 +128,15 @@ public sealed class HubClient : IDisposable
         return await DownloadFileAsync(repoId, commit, file, 0, 1, progress, cancellationToken);
     }
 
-    private string CachedSnapshot(string repoId, string revision, string why, Exception? inner = null) =>
-        Cache.ResolveCommit(repoId, revision) is { } commit
-            ? Cache.SnapshotPath(repoId, commit)
-            : throw new HubOfflineException($"{Describe(repoId, revision)} is not in the Hugging Face cache ({Cache.Directory}) and {why}: " +
+    private string CachedSnapshot(string repoId, string revision, string why, Exception? inner = null)
+    {
+        if (Cache.ResolveCommit(repoId, revision) is not { } commit)
+            throw new HubOfflineException($"{Describe(repoId, revision)} is not in the Hugging Face cache ({Cache.Directory}) and {why}: " +
                                             "offline, it cannot be downloaded", inner);
+        if (inner is not null)
+            Options.Logger.LogWarning("{Why}: using the cached snapshot {Commit} of {Repo}", why, commit, Describe(repoId, revision));
+        return Cache.SnapshotPath(repoId, commit);
+    }
 
     private string CachedFile(string repoId, string revision, string file, string why, Exception? inner = null)
     {
@@ -179,10 +184,13 @@ public sealed class HubClient : IDisposable
         {
             await using var fileLock = await HubCache.LockAsync(Cache.LockPath(repoId, etag), cancellationToken);
             if (!File.Exists(blob)) // another process may have finished it while this one waited
+            {
+                Options.Logger.LogInformation("downloading {File} of {Repo} ({Bytes} bytes)", file, repoId, size);
                 // The token goes to the Hub's resolve URL, not to the storage it redirects to.
                 await DownloadBlobAsync(location ?? url, authorize: location is null, blob, etag, size, repoId, file, index, count, progress, cancellationToken);
+            }
         }
-        progress?.Report(new HubDownloadProgress(repoId, file, index, count, new FileInfo(blob).Length, new FileInfo(blob).Length));
+        progress?.Report(new HubDownloadProgress(repoId, file, index, count, HubCache.ContentLength(blob), HubCache.ContentLength(blob)));
         return Cache.LinkSnapshotFile(repoId, commit, file, etag);
     }
 
@@ -267,6 +275,7 @@ public sealed class HubClient : IDisposable
             catch (Exception e) when (e is HttpRequestException or IOException && e is not HubException && attempt < Options.MaxAttempts
                                       && !cancellationToken.IsCancellationRequested)
             {
+                Options.Logger.LogWarning("download of {File} interrupted ({Error}); resuming, attempt {Attempt} of {Attempts}", file, e.Message, attempt + 1, Options.MaxAttempts);
                 await Task.Delay(Backoff(attempt), cancellationToken);
             }
         }
@@ -530,13 +539,15 @@ public sealed class HubClient : IDisposable
             {
                 response = await _http.SendAsync(request, completion, cancellationToken);
             }
-            catch (HttpRequestException) when (attempt < Options.MaxAttempts && !cancellationToken.IsCancellationRequested)
+            catch (HttpRequestException e) when (attempt < Options.MaxAttempts && !cancellationToken.IsCancellationRequested)
             {
+                Options.Logger.LogWarning("{Method} {Url} failed ({Error}); retrying", request.Method, request.RequestUri, e.Message);
                 await Task.Delay(Backoff(attempt), cancellationToken);
                 continue;
             }
             if (((int)response.StatusCode >= 500 || response.StatusCode == HttpStatusCode.TooManyRequests) && attempt < Options.MaxAttempts)
             {
+                Options.Logger.LogWarning("{Method} {Url} answered HTTP {Status}; retrying", request.Method, request.RequestUri, (int)response.StatusCode);
                 response.Dispose();
                 await Task.Delay(Backoff(attempt), cancellationToken);
                 continue;

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
 namespace SharpTune.Hub;
 
 /// <summary>
@@ -29,6 +32,9 @@ public sealed record HubOptions
 
     /// <summary>The first retry's delay; each further retry doubles it.</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Where downloads, retries and fallbacks to the cache are logged.</summary>
+    public ILogger Logger { get; init; } = NullLogger.Instance;
 
     public static HubOptions FromEnvironment()
     {

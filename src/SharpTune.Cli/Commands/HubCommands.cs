@@ -15,7 +15,7 @@ public static class HubCommands
 
     private static HubOptions Options(ParseResult parseResult, Option<string?> cacheDir)
     {
-        var options = HubOptions.FromEnvironment();
+        var options = HubModels.Options();
         return parseResult.GetValue(cacheDir) is { } dir ? options with { CacheDirectory = dir } : options;
     }
 
