@@ -39,7 +39,6 @@ public static class HubCommands
         };
         command.SetAction(parseResult =>
         {
-            GlobalOptions.Apply(parseResult);
             var text = parseResult.GetValue(repo)!;
             if (!RepoReference.TryParse(text, out var reference))
                 throw new UsageException($"'{text}' is not a Hub model id (org/name or org/name@revision)");
@@ -67,7 +66,6 @@ public static class HubCommands
         var list = new Command("list", "List the cached models: each revision's commit, the refs pointing to it, its files and size.") { cacheDir };
         list.SetAction(parseResult =>
         {
-            GlobalOptions.Apply(parseResult);
             var cache = new HubCache(Options(parseResult, cacheDir).CacheDirectory);
             var repos = cache.List();
             if (repos.Count == 0)
@@ -96,7 +94,6 @@ public static class HubCommands
         var remove = new Command("remove", "Remove a model (or one revision of it) from the cache.") { repo, revision, removeCacheDir };
         remove.SetAction(parseResult =>
         {
-            GlobalOptions.Apply(parseResult);
             var text = parseResult.GetValue(repo)!;
             if (!RepoReference.TryParse(text, out var reference) || text.Contains('@'))
                 throw new UsageException($"'{text}' is not a Hub model id (org/name); give a revision with --revision");

@@ -24,6 +24,8 @@ public class HubClientTests
         public readonly List<Request> Requests = [];
         public string Endpoint { get; }
         public string? LfsOid;
+        /// <summary>Storage PUTs answered 503 before one succeeds.</summary>
+        public int StorageFailures;
 
         public FakeHub()
         {
@@ -92,6 +94,8 @@ public class HubClientTests
                     }),
                 }.ToJsonString());
             }
+            if (request.Path.StartsWith("/storage/") && Interlocked.Decrement(ref StorageFailures) >= 0)
+                return (503, "Slow Down");
             if (request.Path.StartsWith("/storage/") || request.Path == "/verify")
                 return (200, "");
             if (request.Path == "/api/models/me/tuned/commit/main")
@@ -152,6 +156,20 @@ public class HubClientTests
         Assert.Equal(3000, lines[1]["value"]!["size"]!.GetValue<long>());
         Assert.Equal("config.json", lines[2]["value"]!["path"]!.GetValue<string>());
         Assert.Equal("""{"model_type": "llama"}""", Encoding.UTF8.GetString(Convert.FromBase64String(lines[2]["value"]!["content"]!.GetValue<string>())));
+    }
+
+    [Fact]
+    public async Task LfsUploadIsRetriedAfterAServerError()
+    {
+        using var hub = new FakeHub { StorageFailures = 1 };
+        var folder = RepoPaths.NewTempDirectory();
+        var weights = Enumerable.Range(0, 3000).Select(i => (byte)(i % 13)).ToArray();
+        File.WriteAllBytes(Path.Combine(folder, "model.safetensors"), weights);
+        using var client = new HubClient("hf_secret", hub.Endpoint);
+        Assert.Equal("0123abcd", await client.UploadFolderAsync("me/tuned", folder));
+        var puts = hub.Requests.Where(r => r.Method == "PUT").ToList();
+        Assert.Equal(2, puts.Count); // the 503, then the retry with the whole body again
+        Assert.All(puts, put => Assert.Equal(weights, put.Body));
     }
 
     [Fact]
