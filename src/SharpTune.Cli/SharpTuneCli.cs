@@ -29,6 +29,7 @@ public static class SharpTuneCli
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 
