@@ -30,8 +30,8 @@ public sealed record BatchingOptions
 /// <summary>The generator's queue is full: the request was not accepted (HTTP 429).</summary>
 public sealed class QueueFullException(string message) : Exception(message);
 
-/// <summary>How one request ended: its text (stop strings cut off), why it stopped and its token counts.</summary>
-public sealed record GenerationOutcome(string Text, FinishReason FinishReason, int PromptTokens, int CompletionTokens);
+/// <summary>How one request ended: its text (stop strings cut off), why it stopped, its token counts and the generated ids.</summary>
+public sealed record GenerationOutcome(string Text, FinishReason FinishReason, int PromptTokens, int CompletionTokens, IReadOnlyList<long> TokenIds);
 
 /// <summary>One submitted request: its text as it is produced, then its <see cref="Completion"/>.</summary>
 public sealed class GenerationStream
@@ -127,6 +127,14 @@ public sealed class BatchedTextGenerator : IDisposable
     public int ActiveSequences => Volatile.Read(ref _activeCount);
     private int _activeCount;
 
+    /// <summary>Sequences removed because their request was cancelled (e.g. the client disconnected), since start.</summary>
+    public long CancelledSequences => Interlocked.Read(ref _cancelled);
+    private long _cancelled;
+
+    /// <summary>Tokens generated for all requests since start.</summary>
+    public long GeneratedTokens => Interlocked.Read(ref _generated);
+    private long _generated;
+
     /// <summary>
     /// Queues a continuation of <paramref name="prompt"/>: <see cref="GenerationConfig.MaxNewTokens"/> (required) tokens
     /// at most, greedy or sampled per <paramref name="config"/>. Cancelling <paramref name="cancellationToken"/> (a
@@ -210,6 +218,7 @@ public sealed class BatchedTextGenerator : IDisposable
             Interlocked.Decrement(ref _queued);
             if (sequence.IsCancelled)
             {
+                Interlocked.Increment(ref _cancelled);
                 sequence.Dispose();
                 continue;
             }
@@ -253,6 +262,7 @@ public sealed class BatchedTextGenerator : IDisposable
         {
             if (!s.IsCancelled)
                 return false;
+            Interlocked.Increment(ref _cancelled);
             s.Dispose();
             return true;
         });
@@ -313,6 +323,7 @@ public sealed class BatchedTextGenerator : IDisposable
     private void Accept(Sequence sequence, long token)
     {
         sequence.Tokens.Add(token);
+        Interlocked.Increment(ref _generated);
         var generated = sequence.Tokens.Count - sequence.PromptLength;
         if (sequence.Eos.Contains(token))
         {
@@ -451,7 +462,7 @@ public sealed class BatchedTextGenerator : IDisposable
             if (text.Length > _released)
                 Stream.Write(text[_released..]);
             IsFinished = true;
-            Stream.Finish(new GenerationOutcome(text, reason, PromptLength, Tokens.Count - PromptLength));
+            Stream.Finish(new GenerationOutcome(text, reason, PromptLength, Tokens.Count - PromptLength, Tokens.GetRange(PromptLength, Tokens.Count - PromptLength)));
         }
 
         public void Fail(Exception error)

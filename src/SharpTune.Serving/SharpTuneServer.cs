@@ -191,6 +191,8 @@ public sealed class SharpTuneServer : IAsyncDisposable
             models = ModelIds(),
             active_sequences = _language?.Generator.ActiveSequences ?? 0,
             queued_requests = _language?.Generator.QueuedRequests ?? 0,
+            generated_tokens = _language?.Generator.GeneratedTokens ?? 0,
+            cancelled_sequences = _language?.Generator.CancelledSequences ?? 0,
         }));
         app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = ModelIds().Select(ModelObject).ToList() }));
         app.MapGet("/v1/models/{id}", (string id) => ModelIds().Contains(id)
@@ -266,7 +268,23 @@ public sealed class SharpTuneServer : IAsyncDisposable
         var settings = Settings(body, language, prompt.Count, 16, "prompt");
         var stream = OpenAIProtocol.OptionalBool(body, "stream");
         var includeUsage = OpenAIProtocol.IncludeUsage(body);
-        var generation = language.Submit(prompt, settings, aborted);
+        // The sequence ends with the request: on a disconnect, and whenever the handler stops early (a failed write).
+        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        var generation = language.Submit(prompt, settings, lifetime.Token);
+        try
+        {
+            await WriteCompletionAsync(context, language, generation, stream, includeUsage);
+        }
+        finally
+        {
+            if (!generation.Completion.IsCompleted)
+                await lifetime.CancelAsync();
+        }
+    }
+
+    private static async Task WriteCompletionAsync(HttpContext context, LanguageModelService language, GenerationStream generation, bool stream, bool includeUsage)
+    {
+        var aborted = context.RequestAborted;
         var id = "cmpl-" + Guid.NewGuid().ToString("N");
         var created = OpenAIProtocol.Now();
 
@@ -332,7 +350,22 @@ public sealed class SharpTuneServer : IAsyncDisposable
         var settings = Settings(body, language, prompt.Count, null, "messages");
         var stream = OpenAIProtocol.OptionalBool(body, "stream");
         var includeUsage = OpenAIProtocol.IncludeUsage(body);
-        var generation = language.Submit(prompt, settings, aborted);
+        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        var generation = language.Submit(prompt, settings, lifetime.Token);
+        try
+        {
+            await WriteChatCompletionAsync(context, language, generation, stream, includeUsage);
+        }
+        finally
+        {
+            if (!generation.Completion.IsCompleted)
+                await lifetime.CancelAsync();
+        }
+    }
+
+    private static async Task WriteChatCompletionAsync(HttpContext context, LanguageModelService language, GenerationStream generation, bool stream, bool includeUsage)
+    {
+        var aborted = context.RequestAborted;
         var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         var created = OpenAIProtocol.Now();
 
