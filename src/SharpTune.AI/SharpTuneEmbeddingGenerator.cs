@@ -1,5 +1,6 @@
 using Microsoft.Extensions.AI;
 using SharpTune.Pipelines;
+using SharpTune.Tokenizers;
 using SharpTune.Training.Heads;
 
 namespace SharpTune.AI;
@@ -55,11 +56,10 @@ public sealed class SharpTuneEmbeddingGenerator : IEmbeddingGenerator<string, Em
             return await Task.Run(() =>
             {
                 var tokens = 0;
-                // Counting needs the untruncated encoding; the pipeline sets its own truncation again when it encodes.
-                _pipeline.Tokenizer.Truncation = null;
                 for (var i = 0; i < texts.Count; i++)
                 {
-                    var count = _pipeline.Tokenizer.EncodeToIds(texts[i] ?? throw new ArgumentException($"input {i + 1} is null")).Length;
+                    // Untruncated, with special tokens: the length the pipeline would otherwise cut.
+                    var count = _pipeline.Tokenizer.CountTokens(texts[i] ?? throw new ArgumentException($"input {i + 1} is null"), null, EncodeOptions.Default);
                     if (count > MaxInputTokens)
                         throw new ArgumentException($"input {i + 1} has {count} tokens, more than the model's limit of {MaxInputTokens}");
                     tokens += count;
