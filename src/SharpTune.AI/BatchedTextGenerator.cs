@@ -106,6 +106,9 @@ public sealed class BatchedTextGenerator : IDisposable
         _options.Validate();
         _logger = logger ?? NullLogger.Instance;
         _device = model is nn.Module module ? module.parameters().First().device : CPU;
+        // Read once here: request threads must not call into libtorch while the worker runs the model.
+        VocabSize = model.VocabSize;
+        MaxPositions = model.MaxPositions;
         _queue = Channel.CreateBounded<Sequence>(new BoundedChannelOptions(Math.Max(1, _options.MaxQueuedRequests))
         {
             SingleReader = true,
@@ -118,7 +121,10 @@ public sealed class BatchedTextGenerator : IDisposable
     public ICausalLM Model => _model;
 
     /// <summary>The longest prompt + completion the model supports.</summary>
-    public int MaxPositions => _model.MaxPositions;
+    public int MaxPositions { get; }
+
+    /// <summary>Size of the model's vocabulary: prompt ids must be below it.</summary>
+    public int VocabSize { get; }
 
     /// <summary>Requests waiting for a batch slot.</summary>
     public int QueuedRequests => Volatile.Read(ref _queued);
@@ -154,8 +160,8 @@ public sealed class BatchedTextGenerator : IDisposable
         if (prompt.Count + budget > MaxPositions)
             throw new ArgumentException(
                 $"the prompt ({prompt.Count} tokens) + {budget} new tokens exceed the model's context of {MaxPositions} tokens");
-        if (prompt.Any(id => id < 0 || id >= _model.VocabSize))
-            throw new ArgumentException($"a prompt token id is outside the vocabulary (0..{_model.VocabSize - 1})");
+        if (prompt.Any(id => id < 0 || id >= VocabSize))
+            throw new ArgumentException($"a prompt token id is outside the vocabulary (0..{VocabSize - 1})");
         var sequence = new Sequence(prompt, config, budget, cancellationToken);
         if (_options.MaxQueuedRequests == 0 || !_queue.Writer.TryWrite(sequence))
             throw new QueueFullException($"the server is busy: {_options.MaxQueuedRequests} requests are already waiting; retry later");
@@ -338,7 +344,7 @@ public sealed class BatchedTextGenerator : IDisposable
         if (stopAt >= 0)
             sequence.Complete(FinishReason.StopString, text[..stopAt]);
         // The next token would sit at position CachedLength + 1: beyond the model's positions, the sequence must end.
-        else if (generated >= sequence.Budget || sequence.CachedLength + 1 >= _model.MaxPositions)
+        else if (generated >= sequence.Budget || sequence.CachedLength + 1 >= MaxPositions)
             sequence.Complete(FinishReason.Length, text);
         else
             sequence.Release(text);

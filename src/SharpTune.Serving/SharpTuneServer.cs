@@ -332,7 +332,7 @@ public sealed class SharpTuneServer : IAsyncDisposable
         if (node is JsonArray { Count: > 0 } ids && ids.All(i => i is JsonValue v && v.TryGetValue<long>(out _)))
         {
             var tokens = ids.Select(i => i!.GetValue<long>()).ToList();
-            var vocabulary = language.Generator.Model.VocabSize;
+            var vocabulary = language.Generator.VocabSize;
             return tokens.All(t => t >= 0 && t < vocabulary)
                 ? tokens
                 : throw OpenAIException.BadRequest($"'prompt' holds a token id outside the vocabulary (0..{vocabulary - 1})", "prompt");
