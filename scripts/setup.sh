@@ -21,3 +21,8 @@ s3rver_dir="$(cd "$(dirname "$0")/../tools/s3rver" && pwd)"
 if command -v npm >/dev/null && [ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ]; then
   (cd "$s3rver_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+# The chat-template exactness test renders with Hugging Face's JS Jinja (pinned in tools/chat-templates); it skips only without node.
+chat_dir="$(cd "$(dirname "$0")/../tools/chat-templates" && pwd)"
+if command -v npm >/dev/null && [ ! -d "$chat_dir/node_modules/@huggingface/jinja" ]; then
+  (cd "$chat_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

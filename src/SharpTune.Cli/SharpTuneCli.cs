@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using SharpTune.Cli.Commands;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Workflows;
 
 namespace SharpTune.Cli;
 
@@ -24,6 +25,7 @@ public static class SharpTuneCli
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(ChatTemplateCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(ClassifyCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
@@ -36,6 +38,7 @@ public static class SharpTuneCli
     /// <summary>Parses and runs; returns 0 on success, 2 for usage errors, 1 for failures.</summary>
     public static int Run(string[] args)
     {
+        SharpTuneWorkflows.Register();
         var root = BuildRootCommand();
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0)

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers;
@@ -33,23 +32,15 @@ public static class AutoTokenizer
             var merges = Path.Combine(directory, "merges.txt");
             if (!File.Exists(merges))
                 throw new FileNotFoundException($"{file} needs merges.txt next to it (GPT-2 byte-level BPE)", merges);
-            return Converters.FromGpt2Files(file, merges, TokenizerConfig.Read(directory));
+            return Converters.FromGpt2Files(file, merges, TokenizerConfig.Load(directory).SpecialTokens);
         }
         return extension switch
         {
             ".json" => Tokenizer.FromFile(file),
             ".model" => Converters.FromSentencePiece(file),
-            ".txt" => Converters.FromBertVocab(file, DoLowerCase(directory), TokenizerConfig.Read(directory)),
+            ".txt" => Converters.FromBertVocab(file, TokenizerConfig.Load(directory).DoLowerCase ?? true, TokenizerConfig.Load(directory).SpecialTokens),
             ".bin" => Converters.FromLlama2c(file),
             _ => throw new InvalidDataException($"Unrecognised tokenizer file {file} (expected .json, .model, vocab.txt or .bin)"),
         };
-    }
-
-    private static bool DoLowerCase(string directory)
-    {
-        var config = Path.Combine(directory, "tokenizer_config.json");
-        if (!File.Exists(config))
-            return true;
-        return TokenizerJson.Bool(JsonNode.Parse(File.ReadAllText(config)), "do_lower_case", true);
     }
 }

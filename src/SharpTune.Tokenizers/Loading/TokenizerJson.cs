@@ -22,7 +22,7 @@ internal static class TokenizerJson
         {
             throw new InvalidDataException($"{path} is not valid JSON: {e.Message}", e);
         }
-        return Parse(root, path, TokenizerConfig.Read(Path.GetDirectoryName(Path.GetFullPath(path))!));
+        return Parse(root, path, TokenizerConfig.Load(Path.GetDirectoryName(Path.GetFullPath(path))!).SpecialTokens);
     }
 
     public static Tokenizer Parse(JsonObject root, string source, SpecialTokens? specialTokens)
@@ -279,37 +279,5 @@ internal static class TokenizerJson
                 _ => throw Unknown("decoder", type),
             };
         }
-    }
-}
-
-/// <summary>Reads special tokens from tokenizer_config.json and special_tokens_map.json (either may be absent).</summary>
-internal static class TokenizerConfig
-{
-    public static SpecialTokens? Read(string directory)
-    {
-        var values = new Dictionary<string, string>();
-        foreach (var file in new[] { "tokenizer_config.json", "special_tokens_map.json" })
-        {
-            var path = Path.Combine(directory, file);
-            if (!File.Exists(path))
-                continue;
-            var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
-                       ?? throw new InvalidDataException($"{path} is not a JSON object");
-            foreach (var key in new[] { "bos_token", "eos_token", "unk_token", "pad_token", "cls_token", "sep_token", "mask_token" })
-                if (root[key] switch { JsonValue v when v.TryGetValue<string>(out var s) => s, JsonObject o => TokenizerJson.OptStr(o, "content"), _ => null } is { } token)
-                    values[key] = token;
-        }
-        if (values.Count == 0)
-            return null;
-        return new SpecialTokens
-        {
-            Bos = values.GetValueOrDefault("bos_token"),
-            Eos = values.GetValueOrDefault("eos_token"),
-            Unk = values.GetValueOrDefault("unk_token"),
-            Pad = values.GetValueOrDefault("pad_token"),
-            Cls = values.GetValueOrDefault("cls_token"),
-            Sep = values.GetValueOrDefault("sep_token"),
-            Mask = values.GetValueOrDefault("mask_token"),
-        };
     }
 }

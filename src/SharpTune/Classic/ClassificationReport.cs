@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Metrics;
+using SharpTune.Reporting;
 
 namespace SharpTune.Classic;
 
@@ -18,7 +19,7 @@ public sealed record ApproachEvaluation(ApproachResult Result, int[] Predicted, 
 }
 
 /// <summary>Evaluates approaches and writes the comparison: <c>metrics.json</c> (one object per approach),
-/// <c>predictions_&lt;approach&gt;.csv</c>, <c>roc.png</c> and <c>pr.png</c>, <c>report.md</c>, and with test texts a
+/// <c>predictions_&lt;approach&gt;.csv</c>, <c>roc.png</c> and <c>pr.png</c> (when <see cref="Charts.Renderer"/> is set), <c>report.md</c>, and with test texts a
 /// <c>submission.csv</c> from the approach with the best eval ROC AUC. Files appear whole or not at all.</summary>
 public static class ClassificationReport
 {
@@ -91,11 +92,12 @@ public static class ClassificationReport
 
         var binary = problem.Labels.Count == 2;
         var curveKind = binary ? "" : " (micro-averaged one-vs-rest)";
-        ReportPlots.Save(Path.Combine(outputDirectory, "roc.png"), $"ROC curve{curveKind}", "False positive rate", "True positive rate",
+        var charts = Charts.Renderer;
+        charts?.SaveCurves(Path.Combine(outputDirectory, "roc.png"), $"ROC curve{curveKind}", "False positive rate", "True positive rate",
             evaluations.Select(e => ($"{e.Approach} (AUC {e.RocAuc:F3})", e.Roc.X, e.Roc.Y)).ToList(), diagonal: true);
-        ReportPlots.Save(Path.Combine(outputDirectory, "pr.png"), $"Precision-recall curve{curveKind}", "Recall", "Precision",
+        charts?.SaveCurves(Path.Combine(outputDirectory, "pr.png"), $"Precision-recall curve{curveKind}", "Recall", "Precision",
             evaluations.Select(e => ($"{e.Approach} (AP {e.Metrics["average_precision"]?.GetValue<double>() ?? double.NaN:F3})", e.PrecisionRecall.X, e.PrecisionRecall.Y)).ToList(), diagonal: false);
-        WriteAtomically(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best));
+        WriteAtomically(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best, charts is not null));
     }
 
     private static string PredictionsCsv(ClassificationProblem problem, ApproachEvaluation evaluation)
@@ -141,7 +143,7 @@ public static class ClassificationReport
         return builder.ToString();
     }
 
-    private static string Markdown(ClassificationProblem problem, IReadOnlyList<ApproachEvaluation> evaluations, ApproachEvaluation best)
+    private static string Markdown(ClassificationProblem problem, IReadOnlyList<ApproachEvaluation> evaluations, ApproachEvaluation best, bool withCharts)
     {
         var binary = problem.Labels.Count == 2;
         var builder = new StringBuilder();
@@ -165,7 +167,8 @@ public static class ClassificationReport
         builder.Append("\n## Approaches\n\n");
         foreach (var e in evaluations)
             builder.Append(CultureInfo.InvariantCulture, $"- **{e.Approach}**: {e.Result.Description}\n");
-        builder.Append("\n## Curves\n\n![ROC curves](roc.png)\n\n![Precision-recall curves](pr.png)\n");
+        if (withCharts)
+            builder.Append("\n## Curves\n\n![ROC curves](roc.png)\n\n![Precision-recall curves](pr.png)\n");
         builder.Append("\n## Confusion matrices (rows: true, columns: predicted)\n");
         foreach (var e in evaluations)
         {

@@ -2,8 +2,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CsvHelper;
-using Parquet;
-using Parquet.Schema;
 
 namespace SharpTune.Data;
 
@@ -49,7 +47,7 @@ public sealed class BadRowsException(IReadOnlyList<BadRow> rows, string hint)
 /// <summary>A dataset and the rows skipped while reading it.</summary>
 public sealed record LoadedDataset(Dataset Dataset, IReadOnlyList<BadRow> BadRows);
 
-/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (Parquet.Net) into
+/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (with SharpTune.Workflows, see <see cref="UseParquetReader"/>) into
 /// a <see cref="Dataset"/> of strings. UTF-8 with or without BOM. Without an explicit choice a CSV/TSV's first row is
 /// a header when it holds all expected column names, or else unless it looks like data (a numeric, empty or long
 /// field, or repeated values).</summary>
@@ -191,58 +189,13 @@ public static class DatasetLoader
         return new LoadedDataset(new Dataset(names, columns, rows.Select(r => new RowOrigin(path, r.Line)).ToList()), bad);
     }
 
-    private static LoadedDataset ReadParquet(string path) => ReadParquetAsync(path).GetAwaiter().GetResult();
+    private static Func<string, LoadedDataset>? _parquetReader;
 
-    private static async Task<LoadedDataset> ReadParquetAsync(string path)
-    {
-        await using var reader = await ParquetReader.CreateAsync(path);
-        var fields = reader.Schema.GetDataFields();
-        var columns = fields.Select(_ => new List<string?>()).ToArray();
-        for (var group = 0; group < reader.RowGroupCount; group++)
-        {
-            using var rowGroup = reader.OpenRowGroupReader(group);
-            for (var f = 0; f < fields.Length; f++)
-                columns[f].AddRange(await ReadParquetColumn(rowGroup, fields[f], (int)rowGroup.RowCount, path));
-        }
-        var rows = columns.Length == 0 ? 0 : columns[0].Count;
-        // Parquet has no lines; the origin names the row (1-based) instead.
-        var origins = Enumerable.Range(1, rows).Select(i => new RowOrigin($"{path} row", i)).ToList();
-        return new LoadedDataset(new Dataset(fields.Select(f => f.Name).ToList(), columns.Select(c => c.ToArray()).ToList(), origins), []);
-    }
+    /// <summary>Installs the Parquet reader (<c>SharpTuneWorkflows.Register()</c> from the SharpTune.Workflows package does):
+    /// the core library reads CSV, TSV and JSON Lines itself and leaves Parquet's dependencies to the apps that need them.</summary>
+    public static void UseParquetReader(Func<string, LoadedDataset> reader) => Volatile.Write(ref _parquetReader, reader);
 
-    private static async Task<IEnumerable<string?>> ReadParquetColumn(ParquetRowGroupReader rowGroup, DataField field, int rows, string path)
-    {
-        if (field.IsArray)
-            throw new InvalidDataException($"{path}: column '{field.Name}' is a list; only flat columns can be read");
-        var type = Nullable.GetUnderlyingType(field.ClrType) ?? field.ClrType;
-        // Parquet.Net 6 describes UTF-8 columns as ReadOnlyMemory<char>; they read as strings.
-        if (type == typeof(string) || type == typeof(ReadOnlyMemory<char>))
-        {
-            var values = new string?[rows];
-            await rowGroup.ReadAsync(field, values.AsMemory());
-            return values;
-        }
-        return type switch
-        {
-            _ when type == typeof(int) => await Read<int>(),
-            _ when type == typeof(long) => await Read<long>(),
-            _ when type == typeof(short) => await Read<short>(),
-            _ when type == typeof(byte) => await Read<byte>(),
-            _ when type == typeof(sbyte) => await Read<sbyte>(),
-            _ when type == typeof(float) => await Read<float>(),
-            _ when type == typeof(double) => await Read<double>(),
-            _ when type == typeof(bool) => await Read<bool>(),
-            _ when type == typeof(decimal) => await Read<decimal>(),
-            _ => throw new InvalidDataException($"{path}: column '{field.Name}' has type {type.Name}, which is not read as text"),
-        };
-
-        async Task<IEnumerable<string?>> Read<T>() where T : struct
-        {
-            var values = new T?[rows];
-            await rowGroup.ReadAsync(field, values.AsMemory());
-            return values.Select(v => v is { } value
-                ? value is bool flag ? (flag ? "true" : "false") : Convert.ToString(value, CultureInfo.InvariantCulture)
-                : null);
-        }
-    }
+    private static LoadedDataset ReadParquet(string path) =>
+        (Volatile.Read(ref _parquetReader) ?? throw new NotSupportedException(
+            $"{path}: reading Parquet needs the SharpTune.Workflows package; reference it and call SharpTuneWorkflows.Register() once at start-up (the sharptune CLI does)"))(path);
 }
