@@ -1,5 +1,9 @@
 using Microsoft.Extensions.AI;
 using SharpTune.Generation;
+using SharpTune.Tokenizers;
+using SharpTune.Tokenizers.ChatTemplates;
+using ChatMessage = Microsoft.Extensions.AI.ChatMessage;
+using TemplateMessage = SharpTune.Tokenizers.ChatTemplates.ChatMessage;
 
 namespace SharpTune.AI;
 
@@ -16,8 +20,13 @@ public interface IChatFormat
 /// <summary>The chat format of a model folder.</summary>
 public static class ChatFormats
 {
-    /// <summary>The model's chat format: <see cref="PlainChatFormat"/> until chat templates can be rendered.</summary>
-    public static IChatFormat For(string modelDirectory, PromptTokenizer tokenizer) => PlainChatFormat.Instance;
+    /// <summary>The model's chat template (tokenizer_config.json's chat_template or chat_template.jinja) when it has one,
+    /// else <see cref="PlainChatFormat"/>.</summary>
+    public static IChatFormat For(string modelDirectory)
+    {
+        var config = TokenizerConfig.Load(modelDirectory);
+        return config.ChatTemplates.Count > 0 ? new TemplateChatFormat(ChatTemplate.FromConfig(config)) : PlainChatFormat.Instance;
+    }
 
     /// <summary>The conversation's prompt ids.</summary>
     public static IReadOnlyList<long> EncodeChat(this IChatFormat format, IReadOnlyList<ChatMessage> messages, PromptTokenizer tokenizer)
@@ -26,6 +35,23 @@ public static class ChatFormats
         return format.RendersSpecialTokens
             ? tokenizer.Tokenizer.EncodeToIds(text, addSpecialTokens: false).Select(id => (long)id).ToList()
             : tokenizer.Encode(text);
+    }
+}
+
+/// <summary>A model's Jinja chat template, rendered as transformers' <c>apply_chat_template(add_generation_prompt=True)</c>;
+/// the text holds the template's special tokens, so it is encoded without adding more (as transformers does).</summary>
+public sealed class TemplateChatFormat(ChatTemplate template) : IChatFormat
+{
+    public ChatTemplate Template { get; } = template;
+
+    public bool RendersSpecialTokens => true;
+
+    public string Format(IReadOnlyList<ChatMessage> messages)
+    {
+        if (messages.Count == 0)
+            throw new ArgumentException("the conversation has no messages");
+        return Template.ApplyChatTemplate(messages.Select(m => new TemplateMessage(m.Role.Value, m.Text)),
+            new ChatTemplateOptions { AddGenerationPrompt = true });
     }
 }
 

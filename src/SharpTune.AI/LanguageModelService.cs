@@ -77,7 +77,7 @@ public sealed class LanguageModelService : IDisposable
             model.eval();
             var causal = model as ICausalLM ?? throw new ArgumentException($"{directory}: {model.GetType().Name} is not a causal language model");
             var modelId = options.ModelId ?? new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))).Name;
-            return new LanguageModelService(model, causal, tokenizer, defaults, modelId, options.ChatFormat ?? ChatFormats.For(directory, tokenizer), options.Batching, logger);
+            return new LanguageModelService(model, causal, tokenizer, defaults, modelId, options.ChatFormat ?? ChatFormats.For(directory), options.Batching, logger);
         }
         catch
         {
