@@ -22,8 +22,8 @@ public sealed record BatchingOptions
     {
         if (MaxBatchSize < 1)
             throw new ArgumentException($"max batch size must be at least 1 (got {MaxBatchSize})");
-        if (MaxQueuedRequests < 0)
-            throw new ArgumentException($"max queued requests must be >= 0 (got {MaxQueuedRequests})");
+        if (MaxQueuedRequests < 1)
+            throw new ArgumentException($"max queued requests must be at least 1 (got {MaxQueuedRequests})");
     }
 }
 
@@ -109,7 +109,7 @@ public sealed class BatchedTextGenerator : IDisposable
         // Read once here: request threads must not call into libtorch while the worker runs the model.
         VocabSize = model.VocabSize;
         MaxPositions = model.MaxPositions;
-        _queue = Channel.CreateBounded<Sequence>(new BoundedChannelOptions(Math.Max(1, _options.MaxQueuedRequests))
+        _queue = Channel.CreateBounded<Sequence>(new BoundedChannelOptions(_options.MaxQueuedRequests)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
@@ -163,7 +163,7 @@ public sealed class BatchedTextGenerator : IDisposable
         if (prompt.Any(id => id < 0 || id >= VocabSize))
             throw new ArgumentException($"a prompt token id is outside the vocabulary (0..{VocabSize - 1})");
         var sequence = new Sequence(prompt, config, budget, cancellationToken);
-        if (_options.MaxQueuedRequests == 0 || !_queue.Writer.TryWrite(sequence))
+        if (!_queue.Writer.TryWrite(sequence))
             throw new QueueFullException($"the server is busy: {_options.MaxQueuedRequests} requests are already waiting; retry later");
         Interlocked.Increment(ref _queued);
         sequence.CancelRegistration = cancellationToken.Register(() => sequence.Stream.Cancel(cancellationToken));

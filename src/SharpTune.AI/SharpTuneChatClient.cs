@@ -132,7 +132,7 @@ public sealed class SharpTuneChatClient : IChatClient
 
     private static string NewResponseId() => "chatcmpl-" + Guid.NewGuid().ToString("N");
 
-    internal static ChatFinishReason ToChatFinishReason(FinishReason reason) =>
+    private static ChatFinishReason ToChatFinishReason(FinishReason reason) =>
         reason == FinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
 
     private static UsageDetails ToUsage(GenerationOutcome outcome) => new()

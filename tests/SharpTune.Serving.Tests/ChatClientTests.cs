@@ -71,3 +71,43 @@ public class ChatClientTests
         await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync(messages, new ChatOptions { MaxOutputTokens = 1000 }));
     }
 }
+
+public class BusyServerTests
+{
+    [Fact]
+    public async Task AFullQueueGets429AndTheQueuedRequestRunsOnceTheSlotFrees()
+    {
+        using var language = LanguageModelService.FromPretrained(ServerFixture.Stories,
+            new LanguageModelOptions { Batching = new BatchingOptions { MaxBatchSize = 1, MaxQueuedRequests = 1 } });
+        await using var server = SharpTuneServer.Create(new ServerOptions { Port = 0 }, language, logging: _ => { });
+        await server.StartAsync();
+        using var http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = new Uri(server.Address) };
+
+        // A: a long greedy stream holding the only batch slot.
+        using var abort = new CancellationTokenSource();
+        using var first = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent("""{"prompt":"Once upon a time","max_tokens":480,"temperature":0,"stream":true}"""),
+        };
+        using var running = await http.SendAsync(first, HttpCompletionOption.ResponseHeadersRead, abort.Token);
+        using var reader = new StreamReader(await running.Content.ReadAsStreamAsync(abort.Token));
+        Assert.StartsWith("data: {", await reader.ReadLineAsync(abort.Token));
+
+        // B waits in the queue; C finds it full.
+        var queued = http.PostAsync("/v1/completions", new StringContent("""{"prompt":"Hi","max_tokens":4}"""));
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (language.Generator.QueuedRequests == 0 && DateTime.UtcNow < deadline)
+            await Task.Delay(10);
+        using (var refused = await http.PostAsync("/v1/completions", new StringContent("""{"prompt":"Hi","max_tokens":4}""")))
+        {
+            Assert.Equal(429, (int)refused.StatusCode);
+            var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("rate_limit_exceeded", (string)error["code"]!);
+        }
+
+        await abort.CancelAsync();
+        using var answered = await queued.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(200, (int)answered.StatusCode);
+        Assert.Equal(4, (int)JsonNode.Parse(await answered.Content.ReadAsStringAsync())!["usage"]!["completion_tokens"]!);
+    }
+}
