@@ -33,6 +33,7 @@ public static class SharpTuneCli
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(HubCommands.CreateDownload());
         root.Subcommands.Add(HubCommands.CreateCache());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 

@@ -47,6 +47,10 @@ public static class ForwardCommand
                 Console.WriteLine($"loading {modelDirectory}: {report}");
             if (HubModels.ResolveOptional(parseResult.GetValue(adapter)) is { } adapterDirectory)
                 PeftModel.FromPretrained(network, adapterDirectory);
+            var vocabulary = network.Config.Get("vocab_size", long.MaxValue);
+            if (inputs.InputIds.NumberOfElements > 0 && (inputs.InputIds.min().item<long>() < 0 || inputs.InputIds.max().item<long>() >= vocabulary))
+                throw new InvalidDataException($"{inputPath}: input_ids hold {(inputs.InputIds.min().item<long>() < 0 ? inputs.InputIds.min() : inputs.InputIds.max()).item<long>()}, " +
+                                               $"outside the model's vocabulary (ids 0 to {vocabulary - 1})");
             using var noGrad = no_grad();
             using var result = network.Forward(inputs);
 

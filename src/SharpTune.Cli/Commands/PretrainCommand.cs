@@ -143,10 +143,15 @@ public static class PretrainCommand
                 ["eval_examples"] = result.EvalExamples,
                 ["parameters"] = result.Parameters,
                 ["train_seconds"] = result.Elapsed.TotalSeconds,
+                ["resumed_from"] = checkpoint is null ? null! : Path.GetFileName(checkpoint),
             };
-            AtomicFile.WriteAllText(Path.Combine(outputDir, "pretrain_metrics.json"),
-                JsonSerializer.Serialize(metrics, new JsonSerializerOptions { WriteIndented = true }));
-            var before = double.IsNaN(result.EvalLossBefore) ? "(resumed)" : result.EvalLossBefore.ToString("F4", CultureInfo.InvariantCulture);
+            // A diverged run's NaN loss is written as the string "NaN" rather than failing the run at its last step.
+            AtomicFile.WriteAllText(Path.Combine(outputDir, "pretrain_metrics.json"), JsonSerializer.Serialize(metrics, new JsonSerializerOptions
+            {
+                WriteIndented = true,
+                NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+            }));
+            var before = result.EvalLossBefore.ToString("F4", CultureInfo.InvariantCulture);
             Console.WriteLine($"held-out {name} loss: {before} -> {result.EvalLossAfter.ToString("F4", CultureInfo.InvariantCulture)} " +
                               $"({result.EvalExamples} examples; {result.Steps} steps on {result.TrainExamples} examples, {result.Parameters:N0} parameters, {result.Elapsed.TotalSeconds:F1} s)");
             Console.WriteLine($"model, tokenizer, training_log.jsonl and training_curves.png written to {outputDir}");

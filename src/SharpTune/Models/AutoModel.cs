@@ -26,7 +26,12 @@ public static class AutoModel
 {
     public static IReadOnlyList<ModelRegistration> Registrations => ModelRegistry.All;
 
-    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null) => Resolve(config, task).Create(config);
+    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null)
+    {
+        var registration = Resolve(config, task);
+        ConfigValidation.Validate(config);
+        return registration.Create(config);
+    }
 
     /// <summary>Loads a Hugging Face model directory, or a Hub id (<c>org/name[@revision]</c>) from the Hugging Face cache
     /// or the Hub (<see cref="PretrainedPath"/>). Weights the checkpoint lacks (a new head) are initialised
@@ -39,6 +44,7 @@ public static class AutoModel
         directory = PretrainedPath.Resolve(directory);
         var config = PretrainedConfig.FromDirectory(directory);
         var registration = Resolve(config, task);
+        ConfigValidation.Validate(config);
         using var checkpoint = Checkpoint.Open(directory);
         var model = registration.Create(config);
         try
