@@ -94,17 +94,20 @@ public class GoldenTests
     [MemberData(nameof(FixtureNames))]
     public void TruncationAndPaddingTo16MatchHuggingFace(string name)
     {
-        // A fresh instance: truncation and padding are settings of the tokenizer.
-        var tokenizer = Tokenizer.FromFile(TestPaths.Fixture("tokenizers", name + ".tokenizer.json"));
-        tokenizer.Truncation = new TruncationOptions(16);
-        tokenizer.Padding = new PaddingOptions { Length = 16 };
+        // Options per call on the shared instance; the ids-only path and the copy made by WithTruncation/WithPadding must agree.
+        var tokenizer = Load(TestPaths.Fixture("tokenizers", name + ".tokenizer.json"));
+        var options = new EncodeOptions { Truncation = new TruncationOptions(16), Padding = new PaddingOptions { Length = 16 } };
+        var configured = tokenizer.WithTruncation(options.Truncation).WithPadding(options.Padding);
         var failures = new List<string>();
         var cases = Golden("tokenizers", name + ".golden.json").GetProperty("truncate16_pad16").EnumerateArray().ToList();
         foreach (var c in cases)
         {
             var text = c.GetProperty("text").GetString()!;
-            var encoding = tokenizer.Encode(text);
+            var encoding = tokenizer.Encode(text, options);
             Check(failures, "ids", text, Ints(c.GetProperty("ids")), encoding.Ids);
+            Check(failures, "ids-only", text, Ints(c.GetProperty("ids")), tokenizer.EncodeToIds(text, null, options));
+            Check(failures, "defaults", text, Ints(c.GetProperty("ids")), configured.Encode(text).Ids);
+            Check(failures, "count", text, [Ints(c.GetProperty("ids")).Length], [tokenizer.CountTokens(text, null, options)]);
             Check(failures, "attention_mask", text, Ints(c.GetProperty("attention_mask")), encoding.AttentionMask);
             var expectedOverflow = c.GetProperty("overflowing").EnumerateArray().Select(o => string.Join(",", Ints(o))).ToArray();
             Check(failures, "overflowing", text, expectedOverflow, encoding.Overflowing.Select(o => string.Join(",", o.Ids)));

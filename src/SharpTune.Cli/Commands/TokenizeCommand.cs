@@ -47,16 +47,15 @@ public static class TokenizeCommand
                 throw new FileNotFoundException($"Input file not found: {input}", input);
 
             var tokenizer = AutoTokenizer.FromPretrained(parseResult.GetValue(tokenizerOption)!);
-            tokenizer.Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null;
-            tokenizer.Padding = padding is null ? null : new PaddingOptions
+            var options = new EncodeOptions
             {
-                Length = padding == "max_length" ? maxLength : null,
-                PadId = tokenizer.PadTokenId ?? 0,
-                PadToken = tokenizer.SpecialTokens.Pad ?? "[PAD]",
+                Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null,
+                Padding = padding is null ? null : tokenizer.PaddingTo(padding == "max_length" ? maxLength : null),
+                AddSpecialTokens = !parseResult.GetValue(noSpecialOption),
             };
             var inputs = ReadInputs(input);
             // One batch for the whole file: padding "longest" pads to the longest encoding of the file.
-            var encodings = tokenizer.EncodeBatch(inputs, addSpecialTokens: !parseResult.GetValue(noSpecialOption));
+            var encodings = tokenizer.EncodeBatch(inputs, options);
             WriteAtomically(output, encodings);
             Console.WriteLine($"Tokenized {inputs.Count} texts into {encodings.Sum(e => e.AttentionMask.Sum())} tokens → {output}");
             return ExitCodes.Success;
@@ -90,7 +89,7 @@ public static class TokenizeCommand
         return inputs;
     }
 
-    private static void WriteAtomically(string path, IReadOnlyList<Encoding> encodings)
+    private static void WriteAtomically(string path, IReadOnlyList<TokenEncoding> encodings)
     {
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);

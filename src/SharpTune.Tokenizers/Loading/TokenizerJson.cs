@@ -33,11 +33,8 @@ internal static class TokenizerJson
             reader.Str(t!, "content"), t!["id"]!.GetValue<int>(), Bool(t, "special", false), Bool(t, "single_word", false),
             Bool(t, "lstrip", false), Bool(t, "rstrip", false), Bool(t, "normalized", !Bool(t, "special", false)))).ToList();
         var tokenizer = new Tokenizer(root, reader.Normalizer(root["normalizer"]), reader.PreTokenizer(root["pre_tokenizer"]), model,
-            reader.PostProcessor(root["post_processor"]), reader.Decoder(root["decoder"]), added, specialTokens)
-        {
-            Truncation = Truncation(root["truncation"]),
-            Padding = Padding(root["padding"]),
-        };
+            reader.PostProcessor(root["post_processor"]), reader.Decoder(root["decoder"]), added, specialTokens,
+            new EncodeOptions { Truncation = Truncation(root["truncation"]), Padding = Padding(root["padding"]) });
         return tokenizer;
     }
 

@@ -7,7 +7,7 @@ public interface IPostProcessor
     int AddedTokens(bool isPair);
 
     /// <summary>Processes one or two encodings (which it may change in place); returns the list to concatenate.</summary>
-    List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens);
+    List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens);
 }
 
 /// <summary>One element of a template: a special token or one of the input sequences (A = 0, B = 1).</summary>
@@ -29,7 +29,7 @@ public sealed class TemplateProcessor(IReadOnlyList<TemplatePiece> single, IRead
     // A single text whose template holds $A once is processed in place: no copy of its tokens.
     private readonly bool _singleInPlace = single.Count(p => p.SpecialTokenId is null) == 1 && single.Any(p => p.SpecialTokenId is null && p.Sequence == 0);
 
-    public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
+    public List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens)
     {
         if (encodings.Count == 1 && _singleInPlace)
         {
@@ -54,7 +54,7 @@ public sealed class TemplateProcessor(IReadOnlyList<TemplatePiece> single, IRead
             return encodings;
         }
         var template = encodings.Count > 1 ? Pair : Single;
-        var result = new Encoding(encodings.Sum(e => e.Length) + 4);
+        var result = new TokenEncoding(encodings.Sum(e => e.Length) + 4);
         foreach (var piece in template)
         {
             if (piece.SpecialTokenId is { } name)
@@ -80,11 +80,11 @@ public sealed class BertProcessor((string Token, int Id) sep, (string Token, int
 
     public int AddedTokens(bool isPair) => isPair ? 3 : 2;
 
-    public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
+    public List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens)
     {
         if (!addSpecialTokens)
             return encodings;
-        var result = new Encoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
+        var result = new TokenEncoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
         result.Add(Cls.Id, Cls.Token, 0, (0, 0), -1, -1, special: true);
         result.Append(encodings[0], 0);
         result.Add(Sep.Id, Sep.Token, 0, (0, 0), -1, -1, special: true);
@@ -108,12 +108,12 @@ public sealed class RobertaProcessor((string Token, int Id) sep, (string Token, 
 
     public int AddedTokens(bool isPair) => isPair ? 4 : 2;
 
-    public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
+    public List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens)
     {
         encodings = _trim.Process(encodings, addSpecialTokens);
         if (!addSpecialTokens)
             return encodings;
-        var result = new Encoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
+        var result = new TokenEncoding(encodings.Sum(e => e.Length) + AddedTokens(encodings.Count > 1));
         result.Add(Cls.Id, Cls.Token, 0, (0, 0), -1, -1, special: true);
         result.Append(encodings[0], 0);
         result.Add(Sep.Id, Sep.Token, 0, (0, 0), -1, -1, special: true);
@@ -135,7 +135,7 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
 
     public int AddedTokens(bool isPair) => 0;
 
-    public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
+    public List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens)
     {
         if (!TrimOffsets)
             return encodings;
@@ -144,7 +144,7 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
         return encodings;
     }
 
-    private void Trim(Encoding encoding)
+    private void Trim(TokenEncoding encoding)
     {
         var space = ByteLevelAlphabet.ByteToChar[' '];
         for (var i = 0; i < encoding.Length; i++)
@@ -174,7 +174,7 @@ public sealed class SequenceProcessor(IReadOnlyList<IPostProcessor> processors) 
 
     public int AddedTokens(bool isPair) => Processors.Sum(p => p.AddedTokens(isPair));
 
-    public List<Encoding> Process(List<Encoding> encodings, bool addSpecialTokens)
+    public List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens)
     {
         foreach (var processor in Processors)
             encodings = processor.Process(encodings, addSpecialTokens);

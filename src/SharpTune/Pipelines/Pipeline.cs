@@ -108,20 +108,19 @@ public abstract class Pipeline : IDisposable
 
     /// <summary>Tokenizes each text (with its second segment, when <paramref name="textPairs"/> has one) with the
     /// pipeline's truncation (special tokens added).</summary>
-    protected IReadOnlyList<Tokenizers.Encoding> Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? textPairs = null)
+    protected IReadOnlyList<TokenEncoding> Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? textPairs = null)
     {
         if (textPairs is not null && textPairs.Count != texts.Count)
             throw new ArgumentException($"{textPairs.Count} text pairs for {texts.Count} texts");
-        Tokenizer.Truncation = new TruncationOptions(MaxLength);
-        Tokenizer.Padding = null;
-        return texts.Select((t, i) => Tokenizer.Encode(t, textPairs?[i])).ToList();
+        var options = EncodeOptions.Truncated(MaxLength);
+        return texts.Select((t, i) => Tokenizer.Encode(t, textPairs?[i], options)).ToList();
     }
 
     /// <summary>Runs the model over <paramref name="encodings"/> in batches of similar lengths, right-padded per batch,
     /// without gradients. <paramref name="consume"/> gets each batch's input rows (indices into
     /// <paramref name="encodings"/>), its inputs and the model's output; tensors are freed after it returns.
     /// <paramref name="progress"/> gets the number of inputs done after each batch.</summary>
-    protected void RunBatches(IReadOnlyList<Tokenizers.Encoding> encodings, Action<int[], ModelInputs, ModelOutput> consume, CancellationToken cancellation,
+    protected void RunBatches(IReadOnlyList<TokenEncoding> encodings, Action<int[], ModelInputs, ModelOutput> consume, CancellationToken cancellation,
         Action<int>? progress = null)
     {
         var examples = encodings.Select(e => new TrainingExample(e.Ids.Select(id => (long)id).ToArray())

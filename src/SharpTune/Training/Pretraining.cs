@@ -31,10 +31,9 @@ public static class Pretraining
     /// <summary>Tokenizes lines of text (one example per non-empty line).</summary>
     public static List<TrainingExample> Encode(Tokenizer tokenizer, IEnumerable<string> lines, int maxLength)
     {
-        tokenizer.Truncation = new TruncationOptions(maxLength);
-        tokenizer.Padding = null;
+        var options = EncodeOptions.Truncated(maxLength);
         return lines.Where(l => !string.IsNullOrWhiteSpace(l))
-            .Select(l => tokenizer.Encode(l.Trim()))
+            .Select(l => tokenizer.Encode(l.Trim(), options))
             .Where(e => e.Length > 1)
             .Select(e => new TrainingExample(e.Ids.Select(i => (long)i).ToArray()) { TokenTypeIds = e.TypeIds.Select(t => (long)t).ToArray() })
             .ToList();

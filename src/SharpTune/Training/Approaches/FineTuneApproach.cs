@@ -42,12 +42,11 @@ public static class TextExamples
 {
     public static List<TrainingExample> Encode(Tokenizer tokenizer, LabeledTexts texts, int maxLength, IReadOnlyList<int>? labels)
     {
-        tokenizer.Truncation = new TruncationOptions(maxLength);
-        tokenizer.Padding = null;
+        var options = EncodeOptions.Truncated(maxLength);
         var examples = new List<TrainingExample>(texts.Count);
         for (var i = 0; i < texts.Count; i++)
         {
-            var encoding = tokenizer.Encode(texts.Texts[i], texts.Pairs?[i]);
+            var encoding = tokenizer.Encode(texts.Texts[i], texts.Pairs?[i], options);
             examples.Add(new TrainingExample(encoding.Ids.Select(id => (long)id).ToArray())
             {
                 TokenTypeIds = encoding.TypeIds.Select(t => (long)t).ToArray(),
