@@ -85,7 +85,7 @@ internal sealed class ChatTuningOptions
 
     /// <summary>The model folder, checked.</summary>
     public string ModelDirectory(ParseResult parseResult) =>
-        parseResult.GetValue(Model) is { } model && Directory.Exists(model) ? model : throw new DirectoryNotFoundException($"--model folder not found: {parseResult.GetValue(Model)}");
+        HubModels.Resolve(parseResult.GetValue(Model)!) is var model && Directory.Exists(model) ? model : throw new DirectoryNotFoundException($"--model folder not found: {parseResult.GetValue(Model)}");
 
     /// <summary>Writes the tokenizer files, the chat template and (for full fine-tuning) the generation config next to the result.</summary>
     public void SaveCompanions(ParseResult parseResult, string modelDirectory, string outputDir, PreTrainedModel model)

@@ -10,6 +10,8 @@ namespace SharpTune.StagedPipeline;
 /// <summary>The files of a Hugging Face model folder besides config and weights, and helpers the stages share.</summary>
 public static class ModelFolder
 {
+    private static readonly System.Text.Json.JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     /// <summary>Tokenizer files a Hugging Face model folder may hold (all copied along with the model).</summary>
     public static readonly string[] TokenizerFiles =
         ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"];
@@ -28,7 +30,7 @@ public static class ModelFolder
             foreach (var key in new[] { "bos_token_id", "eos_token_id", "pad_token_id" })
                 if (config.Raw[key] is { } value)
                     generation[key] = value.DeepClone();
-            AtomicFile.WriteAllText(Path.Combine(target, GenerationConfig.FileName), generation.ToJsonString(PipelineSettings.Json));
+            AtomicFile.WriteAllText(Path.Combine(target, GenerationConfig.FileName), generation.ToJsonString(IndentedJson));
         }
     }
 

@@ -175,6 +175,7 @@ public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
     /// (a .jinja file) replaces the folder's template, as trl's chat_template_path does.</summary>
     public static PretrainedInstructionTokenizer FromPretrained(string directory, string? chatTemplatePath = null)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var path = Path.Combine(directory, "tokenizer.json");
         if (!File.Exists(path))
             throw new FileNotFoundException($"{directory} has no tokenizer.json (instruction tuning needs the model's tokenizer)", path);

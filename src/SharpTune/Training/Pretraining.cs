@@ -80,7 +80,9 @@ public static class Pretraining
             TorchRuntime.Seed(args.Seed + 1);
             return trainer.Evaluate()["eval_loss"];
         }
-        var before = resumeFromCheckpoint is null ? HeldOutLoss() : double.NaN;
+        // Also when resuming: the model still holds its starting weights (the same seeded initialisation or --model's),
+        // so "before" is the uninterrupted run's, and the checkpoint's weights replace them in Train.
+        var before = HeldOutLoss();
         var result = trainer.Train(resumeFromCheckpoint);
         var after = HeldOutLoss();
         trainer.SaveModel();
