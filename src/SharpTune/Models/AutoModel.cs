@@ -25,15 +25,20 @@ public static class AutoModel
 {
     public static IReadOnlyList<ModelRegistration> Registrations => ModelRegistry.All;
 
-    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null) => Resolve(config, task).Create(config);
+    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null)
+    {
+        Engine.LibTorch.EnsureLoaded();
+        return Resolve(config, task).Create(config);
+    }
 
     /// <summary>Loads a Hugging Face model directory. Weights the checkpoint lacks (a new head) are initialised
-    /// as transformers does and listed in <paramref name="report"/>.</summary>
+    /// as transformers does and listed in <c>report</c>.</summary>
     public static PreTrainedModel FromPretrained(string directory, ModelTask? task = null, Device? device = null, ScalarType? dtype = null) =>
         FromPretrained(directory, out _, task, device, dtype);
 
     public static PreTrainedModel FromPretrained(string directory, out LoadReport report, ModelTask? task = null, Device? device = null, ScalarType? dtype = null)
     {
+        Engine.LibTorch.EnsureLoaded();
         var config = PretrainedConfig.FromDirectory(directory);
         var registration = Resolve(config, task);
         using var checkpoint = Checkpoint.Open(directory);
