@@ -46,7 +46,7 @@ public sealed class Tokenizer
     /// <summary>Truncation applied by <see cref="Encode"/> (null: none).</summary>
     public TruncationOptions? Truncation { get; set; }
 
-    /// <summary>Padding applied by <see cref="Encode"/> and <see cref="EncodeBatch"/> (null: none).</summary>
+    /// <summary>Padding applied by <see cref="Encode"/> and <see cref="EncodeBatch(IReadOnlyList{string}, bool)"/> (null: none).</summary>
     public PaddingOptions? Padding { get; set; }
 
     /// <summary>Model vocabulary plus added tokens that are not in it.</summary>

@@ -6,7 +6,7 @@ namespace SharpTune.Tests.Packaging;
 internal static class ProcessRunner
 {
     public static (int ExitCode, string Output) Run(string fileName, IEnumerable<string> arguments, string workingDirectory,
-        TimeSpan timeout, IReadOnlyDictionary<string, string>? environment = null)
+        TimeSpan timeout, IReadOnlyDictionary<string, string?>? environment = null)
     {
         var start = new ProcessStartInfo(fileName)
         {
@@ -17,8 +17,12 @@ internal static class ProcessRunner
         };
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
-            start.Environment[name] = value;
+        // A null value removes the variable.
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+            if (value is null)
+                start.Environment.Remove(name);
+            else
+                start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
@@ -31,7 +35,7 @@ internal static class ProcessRunner
     }
 
     public static string Succeed(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string?>? environment = null)
     {
         var list = arguments.ToList();
         var (code, output) = Run(fileName, list, workingDirectory, timeout, environment);
