@@ -25,11 +25,15 @@ public static class SharpTuneCli
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(ChatTemplateCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(ClassifyCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(HubCommands.CreateDownload());
+        root.Subcommands.Add(HubCommands.CreateCache());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 

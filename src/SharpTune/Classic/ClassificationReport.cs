@@ -80,15 +80,15 @@ public static class ClassificationReport
         var metrics = new JsonObject();
         foreach (var evaluation in evaluations)
             metrics[evaluation.Approach] = evaluation.Metrics.DeepClone();
-        WriteAtomically(Path.Combine(outputDirectory, "metrics.json"),
+        IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, "metrics.json"),
             metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
 
         foreach (var evaluation in evaluations)
-            WriteAtomically(Path.Combine(outputDirectory, $"predictions_{evaluation.Approach}.csv"), PredictionsCsv(problem, evaluation));
+            IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, $"predictions_{evaluation.Approach}.csv"), PredictionsCsv(problem, evaluation));
 
         var best = evaluations.MaxBy(e => double.IsNaN(e.RocAuc) ? e.Accuracy - 1 : e.RocAuc)!;
         if (problem.Test is not null && best.Result.TestProbabilities is { } test)
-            WriteAtomically(Path.Combine(outputDirectory, "submission.csv"), SubmissionCsv(problem, test));
+            IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, "submission.csv"), SubmissionCsv(problem, test));
 
         var binary = problem.Labels.Count == 2;
         var curveKind = binary ? "" : " (micro-averaged one-vs-rest)";
@@ -97,7 +97,7 @@ public static class ClassificationReport
             evaluations.Select(e => ($"{e.Approach} (AUC {e.RocAuc:F3})", e.Roc.X, e.Roc.Y)).ToList(), diagonal: true);
         charts?.SaveCurves(Path.Combine(outputDirectory, "pr.png"), $"Precision-recall curve{curveKind}", "Recall", "Precision",
             evaluations.Select(e => ($"{e.Approach} (AP {e.Metrics["average_precision"]?.GetValue<double>() ?? double.NaN:F3})", e.PrecisionRecall.X, e.PrecisionRecall.Y)).ToList(), diagonal: false);
-        WriteAtomically(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best, charts is not null));
+        IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best, charts is not null));
     }
 
     private static string PredictionsCsv(ClassificationProblem problem, ApproachEvaluation evaluation)
@@ -201,13 +201,6 @@ public static class ClassificationReport
 
     private static string Source(Data.LabeledTexts texts) =>
         string.Join(", ", texts.Origins.Select(o => Path.GetFileName(o.File)).Distinct().Take(3));
-
-    internal static void WriteAtomically(string path, string content)
-    {
-        var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        File.WriteAllText(temp, content, new UTF8Encoding(false));
-        File.Move(temp, path, overwrite: true);
-    }
 
     private static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 

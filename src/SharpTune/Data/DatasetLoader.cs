@@ -8,7 +8,8 @@ namespace SharpTune.Data;
 /// <summary>File formats <see cref="DatasetLoader"/> reads.</summary>
 public enum DatasetFormat
 {
-    /// <summary>From the extension: .csv, .tsv/.tab, .jsonl/.ndjson, .parquet; other text files are sniffed.</summary>
+    /// <summary>From the extension: .csv, .tsv/.tab, .jsonl/.ndjson, .parquet; a .txt or extension-less file is sniffed;
+    /// other extensions are refused rather than guessed.</summary>
     Auto,
     Csv,
     Tsv,
@@ -61,6 +62,8 @@ public static class DatasetLoader
         if (!File.Exists(path))
             throw new FileNotFoundException("data file not found", path);
         var format = options.Format == DatasetFormat.Auto ? DetectFormat(path) : options.Format;
+        if (format != DatasetFormat.Parquet)
+            TextFiles.EnsureUtf8(path);
         return format switch
         {
             DatasetFormat.Csv => ReadDelimited(path, ',', options),
@@ -71,6 +74,9 @@ public static class DatasetLoader
         };
     }
 
+    /// <summary>Extensions read without being told the format.</summary>
+    public const string KnownExtensions = ".csv, .tsv, .tab, .jsonl, .ndjson, .parquet, .pq (or .txt / no extension, sniffed)";
+
     public static DatasetFormat DetectFormat(string path)
     {
         switch (Path.GetExtension(path).ToLowerInvariant())
@@ -79,6 +85,8 @@ public static class DatasetLoader
             case ".tsv" or ".tab": return DatasetFormat.Tsv;
             case ".jsonl" or ".ndjson": return DatasetFormat.JsonLines;
             case ".parquet" or ".pq": return DatasetFormat.Parquet;
+            case ".txt" or "": break;
+            case var other: throw new InvalidDataException($"{path}: unknown data file extension '{other}'; use one of {KnownExtensions}");
         }
         using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         var first = reader.ReadLine() ?? "";
@@ -90,8 +98,11 @@ public static class DatasetLoader
     private static LoadedDataset ReadDelimited(string path, char delimiter, DatasetLoadOptions options)
     {
         var records = new List<(string[] Fields, long Line)>();
+        // A quoted field never closed swallows every line after it (pandas: "EOF inside string"): always an error.
+        CsvMalformedRecord? unterminated = null;
         var csv = new CsvReaderOptions
         {
+            OnMalformedRecord = record => unterminated ??= record.Reason == CsvMalformedReason.UnterminatedQuote ? record : null,
             Separator = delimiter,
             HasHeader = false,
             TrackLineNumbers = true,
@@ -106,6 +117,9 @@ public static class DatasetLoader
         using (var reader = CsvReader.FromFile(path, csv))
             while (reader.Read())
                 records.Add((reader.Current.ToArray(), reader.LineNumber));
+        if (unterminated is not null)
+            throw new InvalidDataException($"{path}:{unterminated.Value.LineNumber}: a quoted field opened here is never closed (EOF inside string); " +
+                                           "the rest of the file would be read as one field. Close the quote or escape it by doubling (\"\")");
         if (records.Count == 0)
             throw new InvalidDataException($"{path} holds no rows");
 
@@ -159,7 +173,7 @@ public static class DatasetLoader
             {
                 using var document = JsonDocument.Parse(line);
                 if (document.RootElement.ValueKind != JsonValueKind.Object)
-                    throw new JsonException("a JSON Lines row must be an object");
+                    throw new JsonException($"a JSON Lines row must be an object, not {document.RootElement.ValueKind.ToString().ToLowerInvariant()}");
                 var values = new Dictionary<string, string?>(StringComparer.Ordinal);
                 foreach (var property in document.RootElement.EnumerateObject())
                 {
@@ -178,7 +192,8 @@ public static class DatasetLoader
             }
             catch (JsonException exception)
             {
-                bad.Add(new BadRow(new RowOrigin(path, lineNumber), $"invalid JSON ({exception.Message.Split('.')[0]})"));
+                bad.Add(new BadRow(new RowOrigin(path, lineNumber), exception.Message.StartsWith("a JSON Lines row", StringComparison.Ordinal)
+                    ? exception.Message : $"invalid JSON ({exception.Message.Split('.')[0]})"));
             }
         }
         if (bad.Count > 0 && !options.SkipBadRows)
@@ -195,7 +210,18 @@ public static class DatasetLoader
     /// the core library reads CSV, TSV and JSON Lines itself and leaves Parquet's dependencies to the apps that need them.</summary>
     public static void UseParquetReader(Func<string, LoadedDataset> reader) => Volatile.Write(ref _parquetReader, reader);
 
-    private static LoadedDataset ReadParquet(string path) =>
-        (Volatile.Read(ref _parquetReader) ?? throw new NotSupportedException(
-            $"{path}: reading Parquet needs the SharpTune.Workflows package; reference it and call SharpTuneWorkflows.Register() once at start-up (the sharptune CLI does)"))(path);
+    private static LoadedDataset ReadParquet(string path)
+    {
+        var reader = Volatile.Read(ref _parquetReader) ?? throw new NotSupportedException(
+            $"{path}: reading Parquet needs the SharpTune.Workflows package; reference it and call SharpTuneWorkflows.Register() once at start-up (the sharptune CLI does)");
+        try
+        {
+            return reader(path);
+        }
+        catch (Exception exception) when (exception is not (InvalidDataException or OutOfMemoryException))
+        {
+            // Parquet.Net's own text (a corrupt footer, a bad magic number) without its type or stack, and the file named.
+            throw new InvalidDataException($"{path}: not a readable Parquet file ({exception.Message.ReplaceLineEndings(" ")})", exception);
+        }
+    }
 }

@@ -67,6 +67,7 @@ public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
 
     public static PretrainedInstructionTokenizer FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var path = Path.Combine(directory, "tokenizer.json");
         if (!File.Exists(path))
             throw new FileNotFoundException($"{directory} has no tokenizer.json (the pipeline needs the model's tokenizer)", path);
@@ -74,8 +75,7 @@ public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
         var config = PretrainedConfig.FromDirectory(directory);
         var eos = tokenizer.EosTokenId ?? (config.EosTokenIds.Count > 0 ? (int)config.EosTokenIds[0]
             : throw new InvalidDataException($"{directory}: neither the tokenizer nor config.json names an end-of-sequence token"));
-        var tokenizerConfig = Path.Combine(directory, "tokenizer_config.json");
-        var addBos = File.Exists(tokenizerConfig) && JsonNode.Parse(File.ReadAllText(tokenizerConfig))?["add_bos_token"]?.GetValue<bool>() == true;
+        var addBos = TokenizerConfig.Load(directory).AddBosToken;
         var bos = tokenizer.BosTokenId ?? config.Get<int?>("bos_token_id", null);
         return new PretrainedInstructionTokenizer(tokenizer, addBos ? bos : null, eos);
     }
