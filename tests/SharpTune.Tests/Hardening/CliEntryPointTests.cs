@@ -79,4 +79,16 @@ public sealed class CliEntryPointTests : IDisposable
         Assert.True(result.ExitCode == 0, result.All);
         Assert.Equal(2, File.ReadAllLines(Path.Combine(_root, "out.jsonl")).Length);
     }
+
+    [Fact]
+    public void PipelineRefusesMoreTrainSamplesThanTheDataHolds()
+    {
+        var data = Path.Combine(_root, "ten.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 10).Select(i => JsonSerializer.Serialize(new { prompt = $"question {i}", answer = $"answer {i}" })));
+        var output = Path.Combine(_root, "pipeline");
+        var result = CliRunner.Run("pipeline", "--model", Stories, "--data", data, "--output", output, "--train-samples", "20", "--held-out-samples", "5");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal($"error: --train-samples 20 and --held-out-samples 5 need 25 records; {data} has 10", result.StdErr.Trim());
+        Assert.False(Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any());
+    }
 }
