@@ -31,6 +31,9 @@ public static class SharpTuneCli
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(HubCommands.CreateDownload());
+        root.Subcommands.Add(HubCommands.CreateCache());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 

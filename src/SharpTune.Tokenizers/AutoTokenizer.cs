@@ -1,15 +1,19 @@
+using SharpTune.Hub;
 using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers;
 
 /// <summary>
 /// Loads whatever tokenizer a model folder (or a single file) holds: tokenizer.json, SentencePiece tokenizer.model,
-/// GPT-2 vocab.json + merges.txt, BERT vocab.txt or a llama2.c tokenizer.bin — in that order of preference.
+/// GPT-2 vocab.json + merges.txt, BERT vocab.txt or a llama2.c tokenizer.bin — in that order of preference. A Hub id
+/// (<c>org/name[@revision]</c>) that is not a local path is found in the Hugging Face cache or downloaded
+/// (<see cref="PretrainedPath"/>).
 /// </summary>
 public static class AutoTokenizer
 {
     public static Tokenizer FromPretrained(string path)
     {
+        path = PretrainedPath.Resolve(path, HubFileSelection.Tokenizer);
         if (File.Exists(path))
             return FromFile(path);
         if (!Directory.Exists(path))

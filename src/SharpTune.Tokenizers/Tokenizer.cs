@@ -14,9 +14,23 @@ public sealed class Tokenizer
 {
     private readonly AddedVocabulary _added;
     private readonly HashSet<int> _specialIds;
-    private readonly JsonObject _definition;
+    private readonly JsonObject? _definition; // the tokenizer.json it was read from (saved as it was); null when built from parts
 
-    internal Tokenizer(JsonObject definition, INormalizer? normalizer, IPreTokenizer? preTokenizer, ITokenizerModel model,
+    /// <summary>
+    /// A tokenizer built from typed parts, as Hugging Face's <c>Tokenizer(model)</c> with its normalizer, pre_tokenizer,
+    /// post_processor and decoder set: e.g. <c>new Tokenizer(new WordPieceModel(vocab), new BertNormalizer(...),
+    /// new BertPreTokenizer(), new BertProcessor(...), new WordPieceDecoder("##", true))</c>. <see cref="ToJson"/> writes
+    /// the equivalent tokenizer.json.
+    /// </summary>
+    public Tokenizer(ITokenizerModel model, INormalizer? normalizer = null, IPreTokenizer? preTokenizer = null,
+        IPostProcessor? postProcessor = null, IDecoder? decoder = null, IEnumerable<AddedToken>? addedTokens = null,
+        SpecialTokens? specialTokens = null, EncodeOptions? defaultOptions = null)
+        : this(null, normalizer, preTokenizer, model ?? throw new ArgumentNullException(nameof(model)), postProcessor, decoder,
+            addedTokens ?? [], specialTokens, defaultOptions)
+    {
+    }
+
+    internal Tokenizer(JsonObject? definition, INormalizer? normalizer, IPreTokenizer? preTokenizer, ITokenizerModel model,
         IPostProcessor? postProcessor, IDecoder? decoder, IEnumerable<AddedToken> addedTokens, SpecialTokens? specialTokens, EncodeOptions? defaultOptions = null)
     {
         DefaultOptions = defaultOptions ?? EncodeOptions.Default;
@@ -94,14 +108,25 @@ public sealed class Tokenizer
     public static Tokenizer FromFile(string path) => TokenizerJson.Load(path);
 
     /// <summary>Builds a tokenizer from the JSON text of a tokenizer.json; <paramref name="source"/> names it in errors.</summary>
-    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null) =>
-        TokenizerJson.Parse(JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{source} is not a JSON object"),
-            source, specialTokens);
+    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null)
+    {
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(json);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InvalidDataException($"{source} is not valid JSON: {e.Message}", e);
+        }
+        return TokenizerJson.Parse(root as JsonObject ?? throw new InvalidDataException($"{source} is not a JSON object"), source, specialTokens);
+    }
 
     /// <summary>The tokenizer as a tokenizer.json document (Hugging Face loads it).</summary>
     public JsonObject ToJson()
     {
-        var json = (JsonObject)_definition.DeepClone();
+        var json = _definition?.DeepClone() as JsonObject ?? Definitions.Tokenizer(Normalizer?.ToJson(), PreTokenizer?.ToJson(),
+            Model.ToJson(), PostProcessor?.ToJson(), Decoder?.ToJson(), _added.Tokens);
         json["truncation"] = TokenizerJson.TruncationToJson(Truncation);
         json["padding"] = TokenizerJson.PaddingToJson(Padding);
         return json;

@@ -32,7 +32,7 @@ public static class ChatTemplateCommand
         command.SetAction(parseResult =>
         {
             GlobalOptions.Apply(parseResult);
-            var template = ChatTemplate.FromPretrained(CliPaths.ExistingDirectory(parseResult.GetValue(tokenizerOption)!, "--tokenizer"));
+            var template = ChatTemplate.FromPretrained(CliPaths.ExistingDirectory(HubModels.Resolve(parseResult.GetValue(tokenizerOption)!, Hub.HubFileSelection.Tokenizer), "--tokenizer"));
             var messages = ChatCliOptions.ReadMessages(parseResult.GetValue(messagesOption)!);
             var text = template.ApplyChatTemplate(messages, options.Read(parseResult));
             using var stdout = Console.OpenStandardOutput();

@@ -3,6 +3,7 @@ using System.Globalization;
 using SharpTune.Classic;
 using SharpTune.Cli.Infrastructure;
 using SharpTune.Training;
+using SharpTune.Hub;
 using SharpTune.Training.Heads;
 using SharpTune.Data;
 using SharpTune.Training.Approaches;
@@ -229,7 +230,7 @@ public static class ClassifyCommand
     private static IClassificationApproach EmbeddingsOptions(ApproachContext context)
     {
         var parseResult = context.ParseResult;
-        var model = parseResult.GetValue(Model) ?? throw new UsageException("the embeddings approach needs --model DIR (a pretrained encoder such as BERT)");
+        var model = HubModels.ResolveOptional(parseResult.GetValue(Model)) ?? throw new UsageException("the embeddings approach needs --model DIR (a pretrained encoder such as BERT)");
         if (!Directory.Exists(model))
             throw new DirectoryNotFoundException($"model directory not found: {model}");
         var pooling = FineTuneCliOptions.ParsePooling(parseResult) ?? PoolingStrategy.Mean;
@@ -239,7 +240,7 @@ public static class ClassifyCommand
             throw new UsageException("--batch-size must be at least 1 and --max-length at least 2");
         return new EmbeddingsApproach(new EmbeddingsApproachOptions(model)
         {
-            TokenizerPath = parseResult.GetValue(Tokenizer),
+            TokenizerPath = HubModels.ResolveOptional(parseResult.GetValue(Tokenizer), HubFileSelection.Tokenizer),
             Pooling = pooling,
             BatchSize = parseResult.GetValue(FineTuneCliOptions.Training.BatchSize),
             MaxLength = parseResult.GetValue(FineTuneCliOptions.Training.MaxLength),

@@ -58,6 +58,7 @@ internal static class FineTuneCliOptions
     {
         if (modelDirectory is null)
             throw new UsageException($"approach '{approach}' needs --model: a pretrained encoder folder with its tokenizer (e.g. mini-bert)");
+        modelDirectory = HubModels.Resolve(modelDirectory);
         if (!Directory.Exists(modelDirectory))
             throw new DirectoryNotFoundException($"--model folder not found: {modelDirectory}");
         var pooling = ParsePooling(parseResult);

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Hub;
 using SharpTune.Data;
 using SharpTune.IO;
 using SharpTune.Pipelines;
@@ -81,7 +82,7 @@ public static class PredictCommand
         {
             var engine = GlobalOptions.Apply(parseResult);
             var taskName = parseResult.GetValue(task)!;
-            var directory = parseResult.GetValue(model)!;
+            var directory = HubModels.Resolve(parseResult.GetValue(model)!);
             if (!Directory.Exists(directory))
                 throw new DirectoryNotFoundException($"--model folder not found: {directory}");
             var texts = ReadTexts(parseResult.GetValue(text) ?? [], parseResult.GetValue(input), parseResult.GetValue(textColumn)!, parseResult.GetValue(skipBadRows));
@@ -97,8 +98,8 @@ public static class PredictCommand
                 DType = engine.DType,
                 BatchSize = parseResult.GetValue(batchSize),
                 MaxLength = parseResult.GetValue(maxLength),
-                AdapterDirectory = parseResult.GetValue(adapter),
-                TokenizerPath = parseResult.GetValue(tokenizer),
+                AdapterDirectory = HubModels.ResolveOptional(parseResult.GetValue(adapter)),
+                TokenizerPath = HubModels.ResolveOptional(parseResult.GetValue(tokenizer), HubFileSelection.Tokenizer),
             };
 
             using var pipeline = Pipeline.Create(taskName, directory, options);

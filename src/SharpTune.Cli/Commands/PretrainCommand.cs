@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Hub;
 using SharpTune.Engine;
 using SharpTune.IO;
 using SharpTune.Models;
@@ -56,8 +57,8 @@ public static class PretrainCommand
                 "clm" => PretrainingObjective.Clm,
                 var other => throw new UsageException($"--objective must be mlm or clm (got '{other}')"),
             };
-            var modelDir = parseResult.GetValue(model);
-            var configPath = parseResult.GetValue(config) ?? modelDir
+            var modelDir = HubModels.ResolveOptional(parseResult.GetValue(model));
+            var configPath = HubModels.ResolveOptional(parseResult.GetValue(config)) ?? modelDir
                              ?? throw new UsageException("give --config (a new model) or --model (continue from weights)");
             var modelConfig = Directory.Exists(configPath) ? PretrainedConfig.FromDirectory(configPath)
                 : File.Exists(configPath) ? PretrainedConfig.FromFile(configPath)
@@ -69,7 +70,7 @@ public static class PretrainCommand
                 var key = new[] { "num_hidden_layers", "n_layer", "num_layers" }.FirstOrDefault(modelConfig.Has) ?? "num_hidden_layers";
                 modelConfig.Set(key, layerCount);
             }
-            var tokenizerPath = parseResult.GetValue(tokenizer) ?? modelDir ?? (Directory.Exists(configPath) ? configPath : Path.GetDirectoryName(Path.GetFullPath(configPath))!);
+            var tokenizerPath = HubModels.ResolveOptional(parseResult.GetValue(tokenizer), HubFileSelection.Tokenizer) ?? modelDir ?? (Directory.Exists(configPath) ? configPath : Path.GetDirectoryName(Path.GetFullPath(configPath))!);
             var textTokenizer = AutoTokenizer.FromPretrained(tokenizerPath);
             var trainFile = parseResult.GetValue(train)!;
             if (!File.Exists(trainFile))

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
 using SharpTune.IO;
+using SharpTune.Hub;
 using SharpTune.Tokenizers;
 
 namespace SharpTune.Cli.Commands;
@@ -47,7 +48,7 @@ public static class TokenizeCommand
             if (!File.Exists(input))
                 throw new FileNotFoundException($"Input file not found: {input}", input);
 
-            var tokenizer = AutoTokenizer.FromPretrained(parseResult.GetValue(tokenizerOption)!);
+            var tokenizer = AutoTokenizer.FromPretrained(HubModels.Resolve(parseResult.GetValue(tokenizerOption)!, HubFileSelection.Tokenizer));
             var options = new EncodeOptions
             {
                 Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null,

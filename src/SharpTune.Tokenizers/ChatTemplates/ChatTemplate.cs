@@ -95,8 +95,10 @@ public sealed class ChatTemplate
     {
     }
 
-    /// <summary>The chat templates of a model folder (see <see cref="TokenizerConfig"/>); throws when it has none.</summary>
-    public static ChatTemplate FromPretrained(string directory) => FromConfig(TokenizerConfig.Load(directory));
+    /// <summary>The chat templates of a model folder (see <see cref="TokenizerConfig"/>) or Hub id (see
+    /// <see cref="Hub.PretrainedPath"/>); throws when it has none.</summary>
+    public static ChatTemplate FromPretrained(string directory) =>
+        FromConfig(TokenizerConfig.Load(Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer)));
 
     public static ChatTemplate FromConfig(TokenizerConfig config) =>
         config.ChatTemplates.Count == 0

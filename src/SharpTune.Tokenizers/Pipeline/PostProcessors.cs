@@ -1,3 +1,6 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Loading;
+
 namespace SharpTune.Tokenizers.Pipeline;
 
 /// <summary>Adds special tokens and type ids around the encoded sequence(s) (Hugging Face "post_processor").</summary>
@@ -8,6 +11,9 @@ public interface IPostProcessor
 
     /// <summary>Processes one or two encodings (which it may change in place); returns the list to concatenate.</summary>
     List<TokenEncoding> Process(List<TokenEncoding> encodings, bool addSpecialTokens);
+
+    /// <summary>This post-processor as a tokenizer.json "post_processor" object.</summary>
+    JsonObject ToJson();
 }
 
 /// <summary>One element of a template: a special token or one of the input sequences (A = 0, B = 1).</summary>
@@ -19,6 +25,14 @@ public sealed record TemplateSpecialToken(string Id, int[] Ids, string[] Tokens)
 public sealed class TemplateProcessor(IReadOnlyList<TemplatePiece> single, IReadOnlyList<TemplatePiece> pair,
     IReadOnlyDictionary<string, TemplateSpecialToken> specialTokens) : IPostProcessor
 {
+    public JsonObject ToJson() => Definitions.Template(this);
+
+    /// <summary>BERT's template: <c>[CLS] A [SEP]</c> and <c>[CLS] A [SEP] B [SEP]</c> (B with type id 1).</summary>
+    public static TemplateProcessor Bert(string cls, int clsId, string sep, int sepId) => new(
+        [new(cls, -1, 0), new(null, 0, 0), new(sep, -1, 0)],
+        [new(cls, -1, 0), new(null, 0, 0), new(sep, -1, 0), new(null, 1, 1), new(sep, -1, 1)],
+        new Dictionary<string, TemplateSpecialToken> { [cls] = new(cls, [clsId], [cls]), [sep] = new(sep, [sepId], [sep]) });
+
     public IReadOnlyList<TemplatePiece> Single { get; } = single;
     public IReadOnlyList<TemplatePiece> Pair { get; } = pair;
     public IReadOnlyDictionary<string, TemplateSpecialToken> SpecialTokens { get; } = specialTokens;
@@ -75,6 +89,8 @@ public sealed class TemplateProcessor(IReadOnlyList<TemplatePiece> single, IRead
 /// <summary>[CLS] A [SEP] (B [SEP]) with type ids 0 then 1.</summary>
 public sealed class BertProcessor((string Token, int Id) sep, (string Token, int Id) cls) : IPostProcessor
 {
+    public JsonObject ToJson() => Definitions.Typed("BertProcessing", ("sep", new JsonArray(Sep.Token, Sep.Id)), ("cls", new JsonArray(Cls.Token, Cls.Id)));
+
     public (string Token, int Id) Sep { get; } = sep;
     public (string Token, int Id) Cls { get; } = cls;
 
@@ -101,6 +117,8 @@ public sealed class BertProcessor((string Token, int Id) sep, (string Token, int
 public sealed class RobertaProcessor((string Token, int Id) sep, (string Token, int Id) cls, bool trimOffsets, bool addPrefixSpace)
     : IPostProcessor
 {
+    public JsonObject ToJson() => Definitions.Typed("RobertaProcessing", ("sep", new JsonArray(Sep.Token, Sep.Id)), ("cls", new JsonArray(Cls.Token, Cls.Id)), ("trim_offsets", _trim.TrimOffsets), ("add_prefix_space", _trim.AddPrefixSpace));
+
     private readonly ByteLevelProcessor _trim = new(trimOffsets, addPrefixSpace);
 
     public (string Token, int Id) Sep { get; } = sep;
@@ -130,6 +148,8 @@ public sealed class RobertaProcessor((string Token, int Id) sep, (string Token, 
 /// <summary>Byte-level post-processing: optionally moves offsets past the spaces that tokens carry (Ġ).</summary>
 public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : IPostProcessor
 {
+    public JsonObject ToJson() => Definitions.Typed("ByteLevel", ("add_prefix_space", AddPrefixSpace), ("trim_offsets", TrimOffsets), ("use_regex", true));
+
     public bool TrimOffsets { get; } = trimOffsets;
     public bool AddPrefixSpace { get; } = addPrefixSpace;
 
@@ -170,6 +190,8 @@ public sealed class ByteLevelProcessor(bool trimOffsets, bool addPrefixSpace) : 
 
 public sealed class SequenceProcessor(IReadOnlyList<IPostProcessor> processors) : IPostProcessor
 {
+    public JsonObject ToJson() => Definitions.Typed("Sequence", ("processors", Definitions.Array(Processors.Select(p => p.ToJson()))));
+
     public IReadOnlyList<IPostProcessor> Processors { get; } = processors;
 
     public int AddedTokens(bool isPair) => Processors.Sum(p => p.AddedTokens(isPair));

@@ -22,6 +22,7 @@ public sealed class PromptTokenizer
 
     public static PromptTokenizer FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var tokenizer = AutoTokenizer.FromPretrained(directory);
         var addBos = TokenizerConfig.Load(directory).AddBosToken;
         if (addBos && tokenizer.BosTokenId is null)

@@ -38,7 +38,10 @@ public sealed class SafeTensorsFile : IDisposable
         Path = path;
         if (!File.Exists(path))
             throw new FileNotFoundException($"safetensors file not found: {path}", path);
-        var fileLength = new FileInfo(path).Length;
+        // The opened file's length: FileInfo.Length of a symlink (as in the Hugging Face cache) is the link's own.
+        long fileLength;
+        using (var stream = File.OpenRead(path))
+            fileLength = stream.Length;
         if (fileLength < 8)
             throw new InvalidDataException($"{path}: not a safetensors file (only {fileLength} bytes)");
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);

@@ -67,6 +67,7 @@ public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
 
     public static PretrainedInstructionTokenizer FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var path = Path.Combine(directory, "tokenizer.json");
         if (!File.Exists(path))
             throw new FileNotFoundException($"{directory} has no tokenizer.json (the pipeline needs the model's tokenizer)", path);

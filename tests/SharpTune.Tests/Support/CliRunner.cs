@@ -14,18 +14,26 @@ public sealed record CliResult(int ExitCode, string StdOut, string StdErr)
 public static class CliRunner
 {
     private static readonly string CliDll = FindCliDll();
+    private static readonly IReadOnlyDictionary<string, string?> NoEnvironment = new Dictionary<string, string?>();
 
     public static CliResult Run(params string[] args) => Run(TimeSpan.FromMinutes(10), args);
 
-    public static CliResult Run(TimeSpan timeout, params string[] args)
+    public static CliResult Run(TimeSpan timeout, params string[] args) => Run(timeout, NoEnvironment, args);
+
+    /// <summary>Runs with extra environment variables (a null value removes the variable).</summary>
+    public static CliResult Run(TimeSpan timeout, IReadOnlyDictionary<string, string?> environment, params string[] args) =>
+        RunAsync(timeout, environment, args).GetAwaiter().GetResult();
+
+    /// <summary>Starts the CLI and completes when it exits (several can run at once).</summary>
+    public static async Task<CliResult> RunAsync(TimeSpan timeout, IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
-        using var process = Start(args);
+        using var process = Start(environment, args);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         // The high-water mark of resident memory, sampled until exit (Linux keeps it in /proc/PID/status as VmHWM).
         long peak = 0;
         var deadline = DateTime.UtcNow + timeout;
-        while (!process.WaitForExit(25))
+        while (!process.HasExited)
         {
             peak = Math.Max(peak, PeakResidentBytes(process.Id));
             if (DateTime.UtcNow > deadline)
@@ -33,12 +41,16 @@ public static class CliRunner
                 process.Kill(entireProcessTree: true);
                 throw new TimeoutException($"sharptune {string.Join(' ', args)} did not finish in {timeout}");
             }
+            await Task.WhenAny(process.WaitForExitAsync(), Task.Delay(25));
         }
-        return new CliResult(process.ExitCode, stdout.Result, stderr.Result) { PeakMemoryBytes = peak };
+        await process.WaitForExitAsync();
+        return new CliResult(process.ExitCode, await stdout, await stderr) { PeakMemoryBytes = peak };
     }
 
     /// <summary>Starts the CLI without waiting (for tests that interrupt it); the caller reads or drains its output.</summary>
-    public static Process Start(params string[] args)
+    public static Process Start(params string[] args) => Start(NoEnvironment, args);
+
+    public static Process Start(IReadOnlyDictionary<string, string?> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -51,6 +63,11 @@ public static class CliRunner
         foreach (var arg in args)
             start.ArgumentList.Add(arg);
         start.Environment["NO_COLOR"] = "1";
+        foreach (var (name, value) in environment)
+            if (value is null)
+                start.Environment.Remove(name);
+            else
+                start.Environment[name] = value;
         return Process.Start(start)!;
     }
 

@@ -46,6 +46,11 @@ public sealed class KeyValueCache : IDisposable
         return (keyBuffer.narrow(2, 0, Length + steps), valueBuffer.narrow(2, 0, Length + steps));
     }
 
+    /// <summary>Views [B, H, Length, D] of the keys and values cached for <paramref name="layer"/>; null before its
+    /// first append. Lets a batching scheduler move sequences between caches.</summary>
+    public (Tensor Keys, Tensor Values)? Cached(int layer) =>
+        _keys[layer] is { } keys && _values[layer] is { } values ? (keys.narrow(2, 0, Length), values.narrow(2, 0, Length)) : null;
+
     /// <summary>Commits the positions appended by the forward pass that just ran.</summary>
     public void Advance(long steps) => Length += steps;
 
