@@ -111,6 +111,7 @@ public static class TokenizeCommand
     /// <summary>One input per line; a blank line between records is refused, since output line N answers input line N.</summary>
     private static List<(string, string?)> ReadInputs(string path)
     {
+        SharpTune.Data.TextFiles.EnsureUtf8(path);
         var inputs = new List<(string, string?)>();
         var lineNumber = 0;
         var blankLine = 0;
