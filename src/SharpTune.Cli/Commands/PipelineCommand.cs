@@ -180,7 +180,7 @@ public static class PipelineCommand
     {
         if (parseResult.GetResult(TrainSamples) is not { Implicit: false } && parseResult.GetResult(HeldOutSamples) is not { Implicit: false })
             return;
-        var records = InstructionDataset.Load(settings.Data).Count;
+        var records = SharpTune.Training.InstructionDataset.Load(settings.Data).Count;
         if (settings.TrainSamples + settings.HeldOutSamples > records)
             throw new UsageException($"--train-samples {settings.TrainSamples} and --held-out-samples {settings.HeldOutSamples} need " +
                                      $"{settings.TrainSamples + settings.HeldOutSamples} records; {settings.Data} has {records}");
