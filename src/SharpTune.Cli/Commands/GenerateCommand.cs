@@ -93,7 +93,7 @@ public static class GenerateCommand
 
             // --prompt needs the tokenizer; with --prompt-ids it is optional (ids are printed when there is none).
             var tokenizer = text is not null || isChat || HasTokenizer(directory) ? PromptTokenizer.FromPretrained(directory) : null;
-            var chatTemplate = isChat ? ChatTemplate.FromPretrained(directory) : null;
+            var chatTemplate = isChat ? LoadChatTemplate(directory) : null;
             var templateOptions = isChat ? chatOptions.Read(parseResult, addGenerationPrompt: true) : null;
             var conversation = messagesPath is not null ? ChatCliOptions.ReadMessages(messagesPath)
                 : text is not null ? new JsonArray(new JsonObject { ["role"] = "user", ["content"] = text }) : new JsonArray();
@@ -156,6 +156,15 @@ public static class GenerateCommand
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    // A model without a chat template cannot be asked to chat: a usage problem, not a failure.
+    private static ChatTemplate LoadChatTemplate(string directory)
+    {
+        var config = TokenizerConfig.Load(directory);
+        return config.ChatTemplates.Count == 0
+            ? throw new UsageException($"{directory}: the model has no chat_template (tokenizer_config.json) and no chat_template.jinja; use --template alpaca or a plain --prompt")
+            : ChatTemplate.FromConfig(config);
     }
 
     private static bool HasTokenizer(string directory) =>
