@@ -148,6 +148,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
     /// <summary>Runs token <paramref name="token"/> at the next cache position (after the prefill that allocated the
     /// cache), advances the cache and returns the logits (valid until the next step).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<float> Step(long token)
     {
         var position = _cache.Length;
@@ -186,6 +187,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     /// <summary>transformers' RMSNorm in float32: x · rsqrt(mean(x²) + eps) · weight.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RmsNorm(float* x, float* weight, float* output, int n)
     {
         var meanSquare = DecodeKernels.Dot(x, x, n) / n;
@@ -195,6 +197,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     /// <summary>Rotary embedding of each head in place, "rotate half" layout over the first rotary dims.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Rotate(float* vectors, int heads, long position)
     {
         var headDim = _options.HeadDim;
@@ -218,6 +221,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
     /// <summary>Writes this position's keys/values into the cache, then softmax(q·K/√d)·V per query head (grouped
     /// query heads read their shared key/value head).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Attend(int layer, float* q, float* k, float* v, float* output, long position)
     {
         var (keyBuffer, valueBuffer) = _cache.Buffers(layer);
@@ -241,6 +245,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
         fixed (float* scoreBuffer = _scores)
         {
             var scoresBase = scoreBuffer;
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             void Head(int h)
             {
                 var query = q + h * headDim;
@@ -271,12 +276,14 @@ internal sealed unsafe class CpuDecoder : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Add(float* x, float* y, int n)
     {
         for (var i = 0; i < n; i++)
             x[i] += y[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SiluMultiply(float* gate, float* up, int n)
     {
         for (var i = 0; i < n; i++)

@@ -10,6 +10,8 @@ namespace SharpTune.Generation;
 /// per byte, high nibble first, one float scale per block of the flattened weight). Decoding one token is bound by
 /// the bytes of weight it streams, so the quantized kernels decode straight from the packed bytes instead of
 /// expanding them to fp32 first. Rows are split over threads only when a product is big enough to pay for the hand-off.
+/// The hot methods are compiled optimised at once (AggressiveOptimization): tier-0 code of vector intrinsics is many
+/// times slower, and a generation is over before tiering would replace it.
 /// </summary>
 internal static unsafe class DecodeKernels
 {
@@ -40,6 +42,7 @@ internal static unsafe class DecodeKernels
     }
 
     /// <summary>y[r] = W[r, :] · x (+ bias[r]) for r in [start, end); W fp32 row-major [rows, cols].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Float32Rows(float* w, float* x, float* bias, float* y, int cols, int start, int end)
     {
         var r = start;
@@ -74,6 +77,7 @@ internal static unsafe class DecodeKernels
     }
 
     /// <summary>y[r] = (codes[r, :] · x) × scale[r] (+ bias[r]); codes int8 [rows, cols], scale = row absmax / 127.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Int8Rows(sbyte* codes, float* scale, float* x, float* bias, float* y, int cols, int start, int end)
     {
         var r = start;
@@ -112,6 +116,7 @@ internal static unsafe class DecodeKernels
     /// nibble e of <paramref name="packed"/> (high first), scaled by absmax[e / blockSize]. <paramref name="pairs"/> holds,
     /// for every byte, its two decoded code-book values side by side (one 8-byte gather decodes a byte). cols must be even.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FourBitRows(byte* packed, float* absmax, double* pairs, int blockSize, float* x, float* bias, float* y,
         int cols, int start, int end)
     {
@@ -152,7 +157,7 @@ internal static unsafe class DecodeKernels
     }
 
     /// <summary>x · y over n floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Dot(float* x, float* y, int n)
     {
         Vector256<float> a = default;
@@ -166,6 +171,7 @@ internal static unsafe class DecodeKernels
     }
 
     /// <summary>y += a × x over n floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddScaled(float* y, float a, float* x, int n)
     {
         var av = Vector256.Create(a);
