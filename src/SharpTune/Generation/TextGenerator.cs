@@ -104,7 +104,8 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
         // Positions count real tokens only, so a left-padded prompt sees the positions it would alone.
         var stepInput = tokens.narrow(1, 0, promptLength);
         var positions = mask.narrow(1, 0, promptLength).cumsum(-1).sub_(1).clamp_min_(0);
-        // One prompt has no padding: the mask says nothing the causal attention does not, so no layer checks it.
+        // Unpadded prompts need neither mask nor positions: causal attention and the positions the model counts from
+        // the cache say the same, and no layer checks a mask or rebuilds rotary angles per step.
         var padded = prompts.Any(p => p.Count < promptLength);
         CpuDecoder? fused = null;
         // Processors and sampling read the token/mask tensors; plain greedy fused decoding never touches them.
@@ -126,7 +127,7 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
                 }
                 else
                 {
-                    using var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = padded ? activeMask : null, PositionIds = positions, Cache = cache });
+                    using var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = padded ? activeMask : null, PositionIds = padded ? positions : null, Cache = cache });
                     var logits = output.Logits ?? throw new InvalidOperationException("the model returned no logits");
                     scores = logits.select(1, -1).to(ScalarType.Float32);
                     chosen = [];
@@ -192,6 +193,7 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
             prefillWatch.Elapsed, decodeWatch.Elapsed);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static long ArgMax(ReadOnlySpan<float> values)
     {
         var best = 0;
