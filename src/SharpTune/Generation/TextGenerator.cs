@@ -232,22 +232,30 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
     }
 
     /// <summary>Decoded text of one sequence's generated tokens, released as it becomes final: a trailing U+FFFD
-    /// means a multi-byte character is still incomplete, so that text waits for the next token.</summary>
+    /// means a multi-byte character is still incomplete, so that text waits for the next token. Each step decodes only
+    /// a short window (text-generation-inference's offsets): the tokens since the previous release, prefixed by the ones
+    /// before it, whose decoded text is subtracted so a word's leading space survives decoders that strip it at the start.
+    /// Decoding the whole generation every step made streaming cost O(n²).</summary>
     private sealed class TextStream(Func<IReadOnlyList<long>, string>? decode)
     {
-        private int _released;
+        private int _prefixOffset, _readOffset;
 
+        /// <summary>Text released so far.</summary>
         public string Text { get; private set; } = "";
 
         public string Push(List<long> sequence, int promptLength)
         {
             if (decode is null)
                 return "";
-            Text = decode(sequence.GetRange(promptLength, sequence.Count - promptLength));
-            if (Text.EndsWith('\uFFFD') || Text.Length <= _released)
+            var generated = sequence.Count - promptLength;
+            var prefix = decode(sequence.GetRange(promptLength + _prefixOffset, _readOffset - _prefixOffset));
+            var text = decode(sequence.GetRange(promptLength + _prefixOffset, generated - _prefixOffset));
+            if (text.Length <= prefix.Length || text.EndsWith('\uFFFD'))
                 return "";
-            var delta = Text[_released..];
-            _released = Text.Length;
+            var delta = text[prefix.Length..];
+            _prefixOffset = _readOffset;
+            _readOffset = generated;
+            Text += delta;
             return delta;
         }
     }
