@@ -13,6 +13,7 @@ IBenchmark[] all =
     new TokenizerBenchmark(),
     new QuantizationBenchmark(),
     new FineTuneBenchmark(),
+    new DecodeBenchmark(),
 ];
 
 var names = new List<string>();
