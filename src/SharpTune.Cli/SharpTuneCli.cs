@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using SharpTune.Cli.Commands;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Workflows;
 
 namespace SharpTune.Cli;
 
@@ -24,17 +25,22 @@ public static class SharpTuneCli
         root.Subcommands.Add(ForwardCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(ChatTemplateCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(ClassifyCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(HubCommands.CreateDownload());
+        root.Subcommands.Add(HubCommands.CreateCache());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 
     /// <summary>Parses and runs; returns 0 on success, 2 for usage errors, 1 for failures.</summary>
     public static int Run(string[] args)
     {
+        SharpTuneWorkflows.Register();
         var root = BuildRootCommand();
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0)

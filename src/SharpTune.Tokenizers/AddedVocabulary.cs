@@ -19,6 +19,8 @@ internal sealed class AddedVocabulary
     {
         foreach (var token in tokens)
         {
+            if (token.Id < 0)
+                throw new ArgumentException($"added token {token.Content} has a negative id ({token.Id})");
             _byContent[token.Content] = token;
             _byId[token.Id] = token;
         }

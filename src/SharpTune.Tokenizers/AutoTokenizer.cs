@@ -1,16 +1,19 @@
-using System.Text.Json.Nodes;
+using SharpTune.Hub;
 using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers;
 
 /// <summary>
 /// Loads whatever tokenizer a model folder (or a single file) holds: tokenizer.json, SentencePiece tokenizer.model,
-/// GPT-2 vocab.json + merges.txt, BERT vocab.txt or a llama2.c tokenizer.bin — in that order of preference.
+/// GPT-2 vocab.json + merges.txt, BERT vocab.txt or a llama2.c tokenizer.bin — in that order of preference. A Hub id
+/// (<c>org/name[@revision]</c>) that is not a local path is found in the Hugging Face cache or downloaded
+/// (<see cref="PretrainedPath"/>).
 /// </summary>
 public static class AutoTokenizer
 {
     public static Tokenizer FromPretrained(string path)
     {
+        path = PretrainedPath.Resolve(path, HubFileSelection.Tokenizer);
         if (File.Exists(path))
             return FromFile(path);
         if (!Directory.Exists(path))
@@ -33,23 +36,15 @@ public static class AutoTokenizer
             var merges = Path.Combine(directory, "merges.txt");
             if (!File.Exists(merges))
                 throw new FileNotFoundException($"{file} needs merges.txt next to it (GPT-2 byte-level BPE)", merges);
-            return Converters.FromGpt2Files(file, merges, TokenizerConfig.Read(directory));
+            return Converters.FromGpt2Files(file, merges, TokenizerConfig.Load(directory).SpecialTokens);
         }
         return extension switch
         {
             ".json" => Tokenizer.FromFile(file),
             ".model" => Converters.FromSentencePiece(file),
-            ".txt" => Converters.FromBertVocab(file, DoLowerCase(directory), TokenizerConfig.Read(directory)),
+            ".txt" => Converters.FromBertVocab(file, TokenizerConfig.Load(directory).DoLowerCase ?? true, TokenizerConfig.Load(directory).SpecialTokens),
             ".bin" => Converters.FromLlama2c(file),
             _ => throw new InvalidDataException($"Unrecognised tokenizer file {file} (expected .json, .model, vocab.txt or .bin)"),
         };
-    }
-
-    private static bool DoLowerCase(string directory)
-    {
-        var config = Path.Combine(directory, "tokenizer_config.json");
-        if (!File.Exists(config))
-            return true;
-        return TokenizerJson.Bool(JsonNode.Parse(File.ReadAllText(config)), "do_lower_case", true);
     }
 }

@@ -39,3 +39,25 @@ public sealed record SpecialTokens
 
     public IEnumerable<string> All => new[] { Bos, Eos, Unk, Pad, Cls, Sep, Mask }.OfType<string>();
 }
+
+/// <summary>
+/// How one call encodes: special tokens, truncation and padding. Passed per call so that one tokenizer serves callers
+/// with different settings at once; <see cref="Tokenizer.DefaultOptions"/> holds those of the tokenizer.json.
+/// </summary>
+public sealed record EncodeOptions
+{
+    /// <summary>No truncation, no padding, special tokens added.</summary>
+    public static EncodeOptions Default { get; } = new();
+
+    public bool AddSpecialTokens { get; init; } = true;
+
+    /// <summary>Truncation to a maximum length (special tokens included), with stride and direction; null: none.</summary>
+    public TruncationOptions? Truncation { get; init; }
+
+    /// <summary>Padding to a fixed length or to the longest of a batch; null: none.</summary>
+    public PaddingOptions? Padding { get; init; }
+
+    /// <summary>Truncation to <paramref name="maxLength"/> tokens, longest first, no padding.</summary>
+    public static EncodeOptions Truncated(int maxLength, bool addSpecialTokens = true) =>
+        new() { Truncation = new TruncationOptions(maxLength), AddSpecialTokens = addSpecialTokens };
+}

@@ -21,7 +21,7 @@ internal interface ITokenSink
 }
 
 /// <summary>Full encodings: token strings, offsets, word and sequence ids.</summary>
-internal readonly struct EncodingSink(Encoding encoding) : ITokenSink
+internal readonly struct EncodingSink(TokenEncoding encoding) : ITokenSink
 {
     public int Count => encoding.Length;
 

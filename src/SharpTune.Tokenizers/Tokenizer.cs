@@ -14,11 +14,26 @@ public sealed class Tokenizer
 {
     private readonly AddedVocabulary _added;
     private readonly HashSet<int> _specialIds;
-    private readonly JsonObject _definition;
+    private readonly JsonObject? _definition; // the tokenizer.json it was read from (saved as it was); null when built from parts
 
-    internal Tokenizer(JsonObject definition, INormalizer? normalizer, IPreTokenizer? preTokenizer, ITokenizerModel model,
-        IPostProcessor? postProcessor, IDecoder? decoder, IEnumerable<AddedToken> addedTokens, SpecialTokens? specialTokens)
+    /// <summary>
+    /// A tokenizer built from typed parts, as Hugging Face's <c>Tokenizer(model)</c> with its normalizer, pre_tokenizer,
+    /// post_processor and decoder set: e.g. <c>new Tokenizer(new WordPieceModel(vocab), new BertNormalizer(...),
+    /// new BertPreTokenizer(), new BertProcessor(...), new WordPieceDecoder("##", true))</c>. <see cref="ToJson"/> writes
+    /// the equivalent tokenizer.json.
+    /// </summary>
+    public Tokenizer(ITokenizerModel model, INormalizer? normalizer = null, IPreTokenizer? preTokenizer = null,
+        IPostProcessor? postProcessor = null, IDecoder? decoder = null, IEnumerable<AddedToken>? addedTokens = null,
+        SpecialTokens? specialTokens = null, EncodeOptions? defaultOptions = null)
+        : this(null, normalizer, preTokenizer, model ?? throw new ArgumentNullException(nameof(model)), postProcessor, decoder,
+            addedTokens ?? [], specialTokens, defaultOptions)
     {
+    }
+
+    internal Tokenizer(JsonObject? definition, INormalizer? normalizer, IPreTokenizer? preTokenizer, ITokenizerModel model,
+        IPostProcessor? postProcessor, IDecoder? decoder, IEnumerable<AddedToken> addedTokens, SpecialTokens? specialTokens, EncodeOptions? defaultOptions = null)
+    {
+        DefaultOptions = defaultOptions ?? EncodeOptions.Default;
         _definition = definition;
         Normalizer = normalizer;
         PreTokenizer = preTokenizer;
@@ -43,17 +58,47 @@ public sealed class Tokenizer
     public IReadOnlyCollection<AddedToken> AddedTokens => _added.Tokens;
     public SpecialTokens SpecialTokens { get; }
 
-    /// <summary>Truncation applied by <see cref="Encode"/> (null: none).</summary>
-    public TruncationOptions? Truncation { get; set; }
+    /// <summary>
+    /// The settings of the <c>Encode</c> overloads that take no <see cref="EncodeOptions"/>: the truncation and padding of
+    /// the tokenizer.json (or of <see cref="WithTruncation"/> / <see cref="WithPadding"/>), special tokens added.
+    /// </summary>
+    public EncodeOptions DefaultOptions { get; private set; } = EncodeOptions.Default;
 
-    /// <summary>Padding applied by <see cref="Encode"/> and <see cref="EncodeBatch"/> (null: none).</summary>
-    public PaddingOptions? Padding { get; set; }
+    /// <summary>Truncation of <see cref="DefaultOptions"/> (null: none).</summary>
+    public TruncationOptions? Truncation => DefaultOptions.Truncation;
+
+    /// <summary>Padding of <see cref="DefaultOptions"/> (null: none).</summary>
+    public PaddingOptions? Padding => DefaultOptions.Padding;
+
+    /// <summary>A copy of this tokenizer (sharing its immutable parts) whose default truncation is <paramref name="truncation"/>.</summary>
+    public Tokenizer WithTruncation(TruncationOptions? truncation) => WithOptions(DefaultOptions with { Truncation = truncation });
+
+    /// <summary>A copy of this tokenizer (sharing its immutable parts) whose default padding is <paramref name="padding"/>.</summary>
+    public Tokenizer WithPadding(PaddingOptions? padding) => WithOptions(DefaultOptions with { Padding = padding });
+
+    /// <summary>A copy of this tokenizer (sharing its immutable parts) with other <see cref="DefaultOptions"/>.</summary>
+    public Tokenizer WithOptions(EncodeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var copy = (Tokenizer)MemberwiseClone();
+        copy.DefaultOptions = options;
+        return copy;
+    }
 
     /// <summary>Model vocabulary plus added tokens that are not in it.</summary>
     public int VocabSize => Model.VocabSize + _added.Tokens.Count(t => Model.TokenToId(t.Content) is null);
 
     /// <summary>Id used for padding: the padding options', else the pad special token's; null when there is none.</summary>
     public int? PadTokenId => Padding is { } p ? p.PadId : SpecialTokens.Pad is { } pad ? TokenToId(pad) : null;
+
+    /// <summary>Padding options for <paramref name="length"/> (null: to the longest of a batch) with this tokenizer's pad
+    /// token (id 0 and "[PAD]" when it has none).</summary>
+    public PaddingOptions PaddingTo(int? length = null) => new()
+    {
+        Length = length,
+        PadId = PadTokenId ?? 0,
+        PadToken = Padding?.PadToken ?? SpecialTokens.Pad ?? "[PAD]",
+    };
 
     public int? BosTokenId => SpecialTokens.Bos is { } t ? TokenToId(t) : null;
     public int? EosTokenId => SpecialTokens.Eos is { } t ? TokenToId(t) : null;
@@ -63,14 +108,25 @@ public sealed class Tokenizer
     public static Tokenizer FromFile(string path) => TokenizerJson.Load(path);
 
     /// <summary>Builds a tokenizer from the JSON text of a tokenizer.json; <paramref name="source"/> names it in errors.</summary>
-    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null) =>
-        TokenizerJson.Parse(JsonNode.Parse(json)?.AsObject() ?? throw new InvalidDataException($"{source} is not a JSON object"),
-            source, specialTokens);
+    public static Tokenizer FromJson(string json, string source = "tokenizer.json", SpecialTokens? specialTokens = null)
+    {
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(json);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InvalidDataException($"{source} is not valid JSON: {e.Message}", e);
+        }
+        return TokenizerJson.Parse(root as JsonObject ?? throw new InvalidDataException($"{source} is not a JSON object"), source, specialTokens);
+    }
 
     /// <summary>The tokenizer as a tokenizer.json document (Hugging Face loads it).</summary>
     public JsonObject ToJson()
     {
-        var json = (JsonObject)_definition.DeepClone();
+        var json = _definition?.DeepClone() as JsonObject ?? Definitions.Tokenizer(Normalizer?.ToJson(), PreTokenizer?.ToJson(),
+            Model.ToJson(), PostProcessor?.ToJson(), Decoder?.ToJson(), _added.Tokens);
         json["truncation"] = TokenizerJson.TruncationToJson(Truncation);
         json["padding"] = TokenizerJson.PaddingToJson(Padding);
         return json;
@@ -92,61 +148,157 @@ public sealed class Tokenizer
 
     public bool IsSpecialTokenId(int id) => _specialIds.Contains(id);
 
-    /// <summary>Encodes a text, or a pair of texts, applying <see cref="Truncation"/> and <see cref="Padding"/>.</summary>
-    public Encoding Encode(string text, string? pair = null, bool addSpecialTokens = true)
+    /// <summary>Encodes a text, or a pair of texts, with <see cref="DefaultOptions"/> (special tokens as asked).</summary>
+    public TokenEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true) =>
+        Encode(text, pair, Defaults(addSpecialTokens));
+
+    /// <summary>Encodes a text with the truncation, padding and special tokens of <paramref name="options"/>.</summary>
+    public TokenEncoding Encode(string text, EncodeOptions options) => Encode(text, null, options);
+
+    /// <summary>Encodes a text, or a pair of texts, with the truncation, padding and special tokens of <paramref name="options"/>.</summary>
+    public TokenEncoding Encode(string text, string? pair, EncodeOptions options)
     {
-        var encoding = EncodeUnpadded(text, pair, addSpecialTokens);
-        if (Padding is { } padding)
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(options);
+        var encoding = EncodeUnpadded(text, pair, options);
+        if (options.Padding is { } padding)
             Pad([encoding], padding);
         return encoding;
     }
 
-    /// <summary>Encodes many texts in parallel; padding "longest" pads to the longest of the batch.</summary>
-    public IReadOnlyList<Encoding> EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = true) =>
-        EncodeBatch(texts.Select(t => (t, (string?)null)).ToArray(), addSpecialTokens);
+    /// <summary>Encodes many texts in parallel with <see cref="DefaultOptions"/>; padding "longest" pads to the longest of the batch.</summary>
+    public IReadOnlyList<TokenEncoding> EncodeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = true) =>
+        EncodeBatch(texts, Defaults(addSpecialTokens));
 
-    public IReadOnlyList<Encoding> EncodeBatch(IReadOnlyList<(string Text, string? Pair)> inputs, bool addSpecialTokens = true)
+    /// <summary>Encodes many texts in parallel; padding "longest" pads to the longest of the batch.</summary>
+    public IReadOnlyList<TokenEncoding> EncodeBatch(IReadOnlyList<string> texts, EncodeOptions options) =>
+        EncodeBatch(texts.Select(t => (t, (string?)null)).ToArray(), options);
+
+    public IReadOnlyList<TokenEncoding> EncodeBatch(IReadOnlyList<(string Text, string? Pair)> inputs, bool addSpecialTokens = true) =>
+        EncodeBatch(inputs, Defaults(addSpecialTokens));
+
+    /// <summary>Encodes many texts or pairs in parallel; padding "longest" pads to the longest of the batch.</summary>
+    public IReadOnlyList<TokenEncoding> EncodeBatch(IReadOnlyList<(string Text, string? Pair)> inputs, EncodeOptions options)
     {
-        var encodings = new Encoding[inputs.Count];
-        Parallel.For(0, inputs.Count, i => encodings[i] = EncodeUnpadded(inputs[i].Text, inputs[i].Pair, addSpecialTokens));
-        if (Padding is { } padding)
+        ArgumentNullException.ThrowIfNull(options);
+        var encodings = new TokenEncoding[inputs.Count];
+        Parallel.For(0, inputs.Count, i => encodings[i] = EncodeUnpadded(inputs[i].Text, inputs[i].Pair, options));
+        if (options.Padding is { } padding && encodings.Length > 0)
             Pad(encodings, padding);
         return encodings;
     }
 
     /// <summary>
-    /// The ids of <see cref="Encode"/>(<paramref name="text"/>): the same pipeline, without token strings, offsets or masks.
+    /// The ids of <see cref="Encode(string, string?, bool)"/>: the same pipeline, without token strings, offsets or masks.
     /// </summary>
-    public int[] EncodeToIds(string text, bool addSpecialTokens = true)
+    public int[] EncodeToIds(string text, bool addSpecialTokens = true) => EncodeToIds(text, null, Defaults(addSpecialTokens));
+
+    /// <summary>The ids of <see cref="Encode(string, string?, EncodeOptions)"/> (overflowing parts are not returned).</summary>
+    public int[] EncodeToIds(string text, string? pair, EncodeOptions options)
     {
-        // Truncation and padding are rare for ids-only use: the full path implements them.
-        if (Truncation is not null || Padding is not null || _singleTemplates[addSpecialTokens ? 1 : 0] is not { } template)
-            return [.. Encode(text, null, addSpecialTokens).Ids];
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(options);
+        var ids = EncodeToIdsUnpadded(text, pair, options);
+        return options.Padding is { } padding ? PadIds(ids, PaddedLength(ids.Length, padding), padding) : ids;
+    }
+
+    /// <summary>The ids of a text given as characters (copied into a string: the pipeline's offsets refer to one).</summary>
+    public int[] EncodeToIds(ReadOnlySpan<char> text, EncodeOptions? options = null) =>
+        EncodeToIds(new string(text), null, options ?? DefaultOptions);
+
+    /// <summary>The ids of <see cref="EncodeBatch(IReadOnlyList{string}, bool)"/>, texts encoded in parallel.</summary>
+    public IReadOnlyList<int[]> EncodeBatchToIds(IReadOnlyList<string> texts, bool addSpecialTokens = true) =>
+        EncodeBatchToIds(texts, Defaults(addSpecialTokens));
+
+    /// <summary>The ids of <see cref="EncodeBatch(IReadOnlyList{string}, EncodeOptions)"/>, texts encoded in parallel.</summary>
+    public IReadOnlyList<int[]> EncodeBatchToIds(IReadOnlyList<string> texts, EncodeOptions options) =>
+        EncodeBatchToIds(texts.Select(t => (t, (string?)null)).ToArray(), options);
+
+    /// <summary>The ids of <see cref="EncodeBatch(IReadOnlyList{ValueTuple{string, string}}, EncodeOptions)"/>, encoded in parallel.</summary>
+    public IReadOnlyList<int[]> EncodeBatchToIds(IReadOnlyList<(string Text, string? Pair)> inputs, EncodeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var result = new int[inputs.Count][];
+        Parallel.For(0, inputs.Count, i => result[i] = EncodeToIdsUnpadded(inputs[i].Text, inputs[i].Pair, options));
+        if (options.Padding is { } padding && result.Length > 0)
+        {
+            // "longest" padding depends on the whole batch
+            var length = PaddedLength(result.Max(r => r.Length), padding);
+            for (var i = 0; i < result.Length; i++)
+                result[i] = PadIds(result[i], length, padding);
+        }
+        return result;
+    }
+
+    /// <summary>How many ids <see cref="EncodeToIds(string, string?, EncodeOptions)"/> returns, without keeping them.</summary>
+    public int CountTokens(string text, string? pair = null, EncodeOptions? options = null) =>
+        EncodeToIds(text, pair, options ?? DefaultOptions).Length;
+
+    /// <summary>How many ids the text encodes to (with <paramref name="options"/>, else <see cref="DefaultOptions"/>).</summary>
+    public int CountTokens(ReadOnlySpan<char> text, EncodeOptions? options = null) => EncodeToIds(text, options).Length;
+
+    private EncodeOptions Defaults(bool addSpecialTokens) =>
+        addSpecialTokens == DefaultOptions.AddSpecialTokens ? DefaultOptions : DefaultOptions with { AddSpecialTokens = addSpecialTokens };
+
+    private int[] EncodeToIdsUnpadded(string text, string? pair, EncodeOptions options)
+    {
+        // Pairs, and post-processors that do not put fixed ids around a text, take the full path.
+        if (pair is not null || _singleTemplates[options.AddSpecialTokens ? 1 : 0] is not { } template)
+            return [.. EncodeUnpadded(text, pair, options).Ids];
+        var (before, after) = template;
+        var truncation = options.Truncation;
         var ids = _idScratch ??= new List<int>(256);
         ids.Clear();
-        EncodeSequence(text, 0, new IdSink(ids), int.MaxValue);
-        var (before, after) = template;
-        var result = new int[before.Length + ids.Count + after.Length];
+        // As in the full path: under right-side truncation the text is only tokenized until the word reaching max_length.
+        EncodeSequence(text, 0, new IdSink(ids), truncation is { Direction: Direction.Right } t ? Math.Max(1, t.MaxLength) : int.MaxValue);
+        var (start, end) = (0, ids.Count);
+        if (truncation is not null)
+        {
+            var added = options.AddSpecialTokens && PostProcessor is not null ? PostProcessor.AddedTokens(false) : 0;
+            (start, end) = KeptRange(ids.Count, truncation with { MaxLength = Math.Max(0, truncation.MaxLength - added) });
+        }
+        var result = new int[before.Length + end - start + after.Length];
         before.CopyTo(result, 0);
-        CollectionsMarshal.AsSpan(ids).CopyTo(result.AsSpan(before.Length));
-        after.CopyTo(result, before.Length + ids.Count);
+        CollectionsMarshal.AsSpan(ids)[start..end].CopyTo(result.AsSpan(before.Length));
+        after.CopyTo(result, before.Length + end - start);
         if (ids.Capacity > 1 << 16)
             _idScratch = null; // do not keep a huge buffer alive for the thread's lifetime
         return result;
     }
 
-    /// <summary>The ids of <see cref="EncodeBatch(IReadOnlyList{string}, bool)"/>, texts encoded in parallel.</summary>
-    public IReadOnlyList<int[]> EncodeBatchToIds(IReadOnlyList<string> texts, bool addSpecialTokens = true)
+    /// <summary>The tokens a single text of <paramref name="length"/> tokens keeps under <paramref name="options"/>
+    /// (the same checks and choice as <see cref="Truncate"/>).</summary>
+    private static (int Start, int End) KeptRange(int length, TruncationOptions options)
     {
-        var result = new int[texts.Count][];
-        if (Padding is not null) // "longest" padding depends on the whole batch
-        {
-            var encodings = EncodeBatch(texts, addSpecialTokens);
-            for (var i = 0; i < result.Length; i++)
-                result[i] = [.. encodings[i].Ids];
-            return result;
-        }
-        Parallel.For(0, texts.Count, i => result[i] = EncodeToIds(texts[i], addSpecialTokens));
+        var max = options.MaxLength;
+        if (max > 0 && length <= max)
+            return (0, length);
+        if (options.Strategy == TruncationStrategy.OnlySecond)
+            throw new ArgumentException("Truncation strategy only_second needs a pair of texts");
+        if (options.Strategy == TruncationStrategy.OnlyFirst && length <= length - max)
+            throw new ArgumentException($"Cannot truncate: the first sequence ({length} tokens) is shorter than the {length - max} tokens to remove");
+        if (max == 0)
+            return (0, 0);
+        if (options.Stride >= max)
+            throw new ArgumentException($"Truncation stride ({options.Stride}) must be smaller than the room left for the text ({max} tokens)");
+        return options.Direction == Direction.Right ? (0, max) : (length - max, length);
+    }
+
+    private static int PaddedLength(int longest, PaddingOptions padding)
+    {
+        var length = padding.Length ?? longest;
+        if (padding.PadToMultipleOf is > 0 and var multiple && length % multiple != 0)
+            length += multiple - length % multiple;
+        return length;
+    }
+
+    private static int[] PadIds(int[] ids, int length, PaddingOptions padding)
+    {
+        if (ids.Length >= length)
+            return ids;
+        var result = new int[length];
+        Array.Fill(result, padding.PadId);
+        ids.CopyTo(result, padding.Direction == Direction.Left ? length - ids.Length : 0);
         return result;
     }
 
@@ -161,7 +313,7 @@ public sealed class Tokenizer
     /// </summary>
     private (int[] Before, int[] After)? SingleTemplate(bool addSpecialTokens)
     {
-        var marker = new Encoding(1) { Texts = [string.Empty, null] };
+        var marker = new TokenEncoding(1) { Texts = [string.Empty, null] };
         marker.Add(-1, string.Empty, 0, (0, 0), 0, 0, special: false);
         var entries = Process(marker, null, addSpecialTokens).Entries;
         var at = entries.FindIndex(e => !e.Special);
@@ -191,14 +343,15 @@ public sealed class Tokenizer
         return result;
     }
 
-    private Encoding EncodeUnpadded(string text, string? pair, bool addSpecialTokens)
+    private TokenEncoding EncodeUnpadded(string text, string? pair, EncodeOptions options)
     {
+        var addSpecialTokens = options.AddSpecialTokens;
         // Like Hugging Face, a single text under right-side truncation is only tokenized until the word that reaches
         // max_length tokens: the overflow then holds the rest of the tokens produced, not the rest of the text.
-        var stopAt = pair is null && Truncation is { Direction: Direction.Right } t ? Math.Max(1, t.MaxLength) : int.MaxValue;
+        var stopAt = pair is null && options.Truncation is { Direction: Direction.Right } t ? Math.Max(1, t.MaxLength) : int.MaxValue;
         var first = EncodeSequence(text, 0, stopAt, pair is null && addSpecialTokens ? _addedSingle : 0);
         var second = pair is null ? null : EncodeSequence(pair, 1, int.MaxValue, 0);
-        if (Truncation is { } truncation)
+        if (options.Truncation is { } truncation)
         {
             var added = addSpecialTokens && PostProcessor is not null ? PostProcessor.AddedTokens(second is not null) : 0;
             Truncate(first, second, truncation with { MaxLength = Math.Max(0, truncation.MaxLength - added) });
@@ -226,12 +379,12 @@ public sealed class Tokenizer
         return result;
     }
 
-    [ThreadStatic] private static List<Encoding>? _parts;
+    [ThreadStatic] private static List<TokenEncoding>? _parts;
 
-    private Encoding Process(Encoding first, Encoding? second, bool addSpecialTokens)
+    private TokenEncoding Process(TokenEncoding first, TokenEncoding? second, bool addSpecialTokens)
     {
         // One list per thread, not per text: post-processors return it or a new one, and keep neither.
-        var parts = _parts ??= new List<Encoding>(2);
+        var parts = _parts ??= new List<TokenEncoding>(2);
         parts.Clear();
         parts.Add(first);
         if (second is not null)
@@ -240,23 +393,23 @@ public sealed class Tokenizer
             parts = PostProcessor.Process(parts, addSpecialTokens);
         if (parts.Count == 1)
             return parts[0];
-        var merged = new Encoding(parts.Sum(p => p.Length));
+        var merged = new TokenEncoding(parts.Sum(p => p.Length));
         foreach (var part in parts)
             merged.Append(part);
         return merged;
     }
 
-    [ThreadStatic] private static Encoding? _scratch;
+    [ThreadStatic] private static TokenEncoding? _scratch;
 
     /// <summary>Added-token split, normalization, pre-tokenization and the model, for one input text.</summary>
-    private Encoding EncodeSequence(string text, int sequence, int stopAt, int reserve)
+    private TokenEncoding EncodeSequence(string text, int sequence, int stopAt, int reserve)
     {
         // Tokens gather in a per-thread buffer, then move into an encoding of the exact size (plus room for the special
         // tokens the post-processor inserts): no growth copies, no unused capacity left to the garbage collector.
-        var scratch = _scratch ??= new Encoding(256);
+        var scratch = _scratch ??= new TokenEncoding(256);
         scratch.Entries.Clear();
         EncodeSequence(text, sequence, new EncodingSink(scratch), stopAt);
-        var encoding = new Encoding(scratch.Length + reserve) { Texts = sequence == 0 ? [text, null] : [null, text] };
+        var encoding = new TokenEncoding(scratch.Length + reserve) { Texts = sequence == 0 ? [text, null] : [null, text] };
         encoding.Entries.AddRange(CollectionsMarshal.AsSpan(scratch.Entries));
         if (scratch.Entries.Capacity > 1 << 16)
             _scratch = null; // do not keep a huge buffer alive for the thread's lifetime
@@ -340,7 +493,7 @@ public sealed class Tokenizer
         }
     }
 
-    private static void Truncate(Encoding first, Encoding? second, TruncationOptions options)
+    private static void Truncate(TokenEncoding first, TokenEncoding? second, TruncationOptions options)
     {
         var total = first.Length + (second?.Length ?? 0);
         if (options.MaxLength > 0 && total <= options.MaxLength)
@@ -384,7 +537,7 @@ public sealed class Tokenizer
     }
 
     /// <summary>Keeps <paramref name="maxLength"/> tokens; the rest become overflowing windows overlapping by the stride.</summary>
-    private static void TruncateOne(Encoding encoding, int maxLength, TruncationOptions options)
+    private static void TruncateOne(TokenEncoding encoding, int maxLength, TruncationOptions options)
     {
         var length = encoding.Length;
         if (maxLength >= length)
@@ -420,11 +573,9 @@ public sealed class Tokenizer
         encoding.OverflowList.AddRange(slices.Skip(1));
     }
 
-    private static void Pad(IReadOnlyList<Encoding> encodings, PaddingOptions padding)
+    private static void Pad(IReadOnlyList<TokenEncoding> encodings, PaddingOptions padding)
     {
-        var length = padding.Length ?? encodings.Max(e => e.Length);
-        if (padding.PadToMultipleOf is > 0 and var multiple && length % multiple != 0)
-            length += multiple - length % multiple;
+        var length = PaddedLength(encodings.Max(e => e.Length), padding);
         foreach (var encoding in encodings)
             encoding.Pad(length, padding.PadId, padding.PadTypeId, padding.PadToken, padding.Direction == Direction.Left);
     }

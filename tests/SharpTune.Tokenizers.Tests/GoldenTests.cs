@@ -87,6 +87,21 @@ public class GoldenTests
 
     [Theory]
     [MemberData(nameof(FixtureNames))]
+    public void BuiltFromTypedPartsAndWrittenAsJsonMatchesHuggingFace(string name)
+    {
+        // The loaded parts, assembled again in code; its generated tokenizer.json, read back, must tokenize the same.
+        var loaded = Load(TestPaths.Fixture("tokenizers", name + ".tokenizer.json"));
+        var built = new Tokenizer(loaded.Model, loaded.Normalizer, loaded.PreTokenizer, loaded.PostProcessor, loaded.Decoder,
+            loaded.AddedTokens, loaded.SpecialTokens);
+        var json = built.ToJson().ToJsonString();
+        var golden = Golden("tokenizers", name + ".golden.json");
+        CheckSingles(built, golden, hasDecoded: true);
+        CheckSingles(Tokenizer.FromJson(json, "generated " + name, loaded.SpecialTokens), golden, hasDecoded: true);
+        CheckPairs(Tokenizer.FromJson(json, "generated " + name, loaded.SpecialTokens), golden);
+    }
+
+    [Theory]
+    [MemberData(nameof(FixtureNames))]
     public void PairsMatchHuggingFace(string name) =>
         CheckPairs(Load(TestPaths.Fixture("tokenizers", name + ".tokenizer.json")), Golden("tokenizers", name + ".golden.json"));
 
@@ -94,17 +109,20 @@ public class GoldenTests
     [MemberData(nameof(FixtureNames))]
     public void TruncationAndPaddingTo16MatchHuggingFace(string name)
     {
-        // A fresh instance: truncation and padding are settings of the tokenizer.
-        var tokenizer = Tokenizer.FromFile(TestPaths.Fixture("tokenizers", name + ".tokenizer.json"));
-        tokenizer.Truncation = new TruncationOptions(16);
-        tokenizer.Padding = new PaddingOptions { Length = 16 };
+        // Options per call on the shared instance; the ids-only path and the copy made by WithTruncation/WithPadding must agree.
+        var tokenizer = Load(TestPaths.Fixture("tokenizers", name + ".tokenizer.json"));
+        var options = new EncodeOptions { Truncation = new TruncationOptions(16), Padding = new PaddingOptions { Length = 16 } };
+        var configured = tokenizer.WithTruncation(options.Truncation).WithPadding(options.Padding);
         var failures = new List<string>();
         var cases = Golden("tokenizers", name + ".golden.json").GetProperty("truncate16_pad16").EnumerateArray().ToList();
         foreach (var c in cases)
         {
             var text = c.GetProperty("text").GetString()!;
-            var encoding = tokenizer.Encode(text);
+            var encoding = tokenizer.Encode(text, options);
             Check(failures, "ids", text, Ints(c.GetProperty("ids")), encoding.Ids);
+            Check(failures, "ids-only", text, Ints(c.GetProperty("ids")), tokenizer.EncodeToIds(text, null, options));
+            Check(failures, "defaults", text, Ints(c.GetProperty("ids")), configured.Encode(text).Ids);
+            Check(failures, "count", text, [Ints(c.GetProperty("ids")).Length], [tokenizer.CountTokens(text, null, options)]);
             Check(failures, "attention_mask", text, Ints(c.GetProperty("attention_mask")), encoding.AttentionMask);
             var expectedOverflow = c.GetProperty("overflowing").EnumerateArray().Select(o => string.Join(",", Ints(o))).ToArray();
             Check(failures, "overflowing", text, expectedOverflow, encoding.Overflowing.Select(o => string.Join(",", o.Ids)));

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using SharpTune.Classic;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Training;
+using SharpTune.Hub;
 using SharpTune.Training.Heads;
 using SharpTune.Data;
 using SharpTune.Training.Approaches;
@@ -82,11 +84,23 @@ public static class ClassifyCommand
         return command;
     }
 
+    /// <summary>--resume with nothing to resume from is a mistake (a wrong --output), not a fresh start.</summary>
+    private static void RequireCheckpoint(string output, IReadOnlyList<ApproachEntry> approaches)
+    {
+        var trained = approaches.Where(a => a.Name is "finetune" or "kfold").Select(a => Path.Combine(output, a.Name)).ToList();
+        if (trained.Count == 0)
+            throw new UsageException("--resume continues the finetune or kfold approach; --approach names neither");
+        if (!trained.Any(folder => Directory.Exists(folder) && Directory.EnumerateDirectories(folder, TrainerCheckpoint.Prefix + "*", SearchOption.AllDirectories).Any()))
+            throw new UsageException($"--resume: no {TrainerCheckpoint.Prefix}* folder under {string.Join(" or ", trained)} (was the run started with --save-steps?)");
+    }
+
     private static int Execute(ParseResult parseResult)
     {
         var engine = GlobalOptions.Apply(parseResult);
         var approaches = SelectApproaches(parseResult.GetValue(Approach)!);
         var output = parseResult.GetValue(Output)!;
+        if (parseResult.GetValue(FineTuneCliOptions.Resume))
+            RequireCheckpoint(output, approaches);
         var problem = LoadProblem(parseResult, engine.Seed);
         AnsiConsole.MarkupLine($"[bold]classes[/] {Markup.Escape(string.Join(", ", problem.Labels.Classes))}; train {problem.Train.Count:N0} rows, eval {problem.Eval.Count:N0}" +
                                (problem.Test is null ? "" : $", test {problem.Test.Count:N0}"));
@@ -216,7 +230,7 @@ public static class ClassifyCommand
     private static IClassificationApproach EmbeddingsOptions(ApproachContext context)
     {
         var parseResult = context.ParseResult;
-        var model = parseResult.GetValue(Model) ?? throw new UsageException("the embeddings approach needs --model DIR (a pretrained encoder such as BERT)");
+        var model = HubModels.ResolveOptional(parseResult.GetValue(Model)) ?? throw new UsageException("the embeddings approach needs --model DIR (a pretrained encoder such as BERT)");
         if (!Directory.Exists(model))
             throw new DirectoryNotFoundException($"model directory not found: {model}");
         var pooling = FineTuneCliOptions.ParsePooling(parseResult) ?? PoolingStrategy.Mean;
@@ -226,7 +240,7 @@ public static class ClassifyCommand
             throw new UsageException("--batch-size must be at least 1 and --max-length at least 2");
         return new EmbeddingsApproach(new EmbeddingsApproachOptions(model)
         {
-            TokenizerPath = parseResult.GetValue(Tokenizer),
+            TokenizerPath = HubModels.ResolveOptional(parseResult.GetValue(Tokenizer), HubFileSelection.Tokenizer),
             Pooling = pooling,
             BatchSize = parseResult.GetValue(FineTuneCliOptions.Training.BatchSize),
             MaxLength = parseResult.GetValue(FineTuneCliOptions.Training.MaxLength),

@@ -37,6 +37,7 @@ public static class ConvertCommand
                 throw new UsageException($"output directory {destination} already exists and is not empty (use --force to replace it)");
             if (Llama2cConversion.TryRun(parseResult, source, destination))
                 return ExitCodes.Success;
+            source = HubModels.Resolve(source);
             var report = ModelConversion.Convert(source, destination, engine.DType, megabytes * 1024 * 1024, overwrite: true);
             var files = Directory.GetFiles(destination).Select(Path.GetFileName).Order().ToList();
             var bytes = Directory.GetFiles(destination).Sum(f => new FileInfo(f).Length);

@@ -22,11 +22,21 @@ internal static class FineTuneCliOptions
         Description = "Pooling: cls, mean, max, attention or concat-last4 (embeddings: mean/cls/max, default mean; kfold default mean; finetune default: the model's own classification head).",
     };
     public static readonly Option<int> Folds = new("--folds") { Description = "kfold: number of stratified folds.", DefaultValueFactory = _ => 5 };
+    public static readonly Option<long> SaveSteps = new("--save-steps")
+    {
+        Description = "finetune/kfold: checkpoint every N optimizer steps into <output>/<approach>/[fold-k/]checkpoint-N (the newest two kept; 0: none).",
+        DefaultValueFactory = _ => 0,
+    };
+    public static readonly Option<bool> Resume = new("--resume")
+    {
+        Description = "finetune/kfold: continue from the newest complete checkpoint of a run interrupted in the same --output " +
+                      "(same data and options); the results equal an uninterrupted run's.",
+    };
 
     public static Option[] All =>
     [
         Training.Epochs, Training.Lr, Training.BatchSize, Training.MaxLength, Training.WarmupRatio, Training.GradAccum,
-        Training.BFloat16, Training.Float16, Training.GradCheckpointing, Pooling, Folds,
+        Training.BFloat16, Training.Float16, Training.GradCheckpointing, Pooling, Folds, SaveSteps, Resume,
     ];
 
     /// <summary>The --pooling given, or null when none was.</summary>
@@ -48,9 +58,12 @@ internal static class FineTuneCliOptions
     {
         if (modelDirectory is null)
             throw new UsageException($"approach '{approach}' needs --model: a pretrained encoder folder with its tokenizer (e.g. mini-bert)");
+        modelDirectory = HubModels.Resolve(modelDirectory);
         if (!Directory.Exists(modelDirectory))
             throw new DirectoryNotFoundException($"--model folder not found: {modelDirectory}");
         var pooling = ParsePooling(parseResult);
+        if (parseResult.GetValue(SaveSteps) < 0)
+            throw new UsageException($"--save-steps must be 0 or more (got {parseResult.GetValue(SaveSteps)})");
         var precision = Training.Precision(parseResult);
         return new FineTuneOptions(modelDirectory)
         {
@@ -65,6 +78,8 @@ internal static class FineTuneCliOptions
             GradientCheckpointing = parseResult.GetValue(Training.GradCheckpointing),
             Pooling = pooling,
             Device = engine.Device,
+            SaveSteps = parseResult.GetValue(SaveSteps),
+            Resume = parseResult.GetValue(Resume),
         };
     }
 }

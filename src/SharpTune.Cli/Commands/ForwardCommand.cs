@@ -34,7 +34,7 @@ public static class ForwardCommand
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
-            var modelDirectory = parseResult.GetValue(model)!;
+            var modelDirectory = HubModels.Resolve(parseResult.GetValue(model)!);
             var inputPath = parseResult.GetValue(input)!;
             var outputPath = parseResult.GetValue(output)!;
             if (!File.Exists(inputPath))
@@ -45,8 +45,12 @@ public static class ForwardCommand
             using var network = AutoModel.FromPretrained(modelDirectory, out var report, device: engine.Device, dtype: engine.DType);
             if (report.Missing.Count > 0 || report.Unexpected.Count > 0)
                 Console.WriteLine($"loading {modelDirectory}: {report}");
-            if (parseResult.GetValue(adapter) is { } adapterDirectory)
+            if (HubModels.ResolveOptional(parseResult.GetValue(adapter)) is { } adapterDirectory)
                 PeftModel.FromPretrained(network, adapterDirectory);
+            var vocabulary = network.Config.Get("vocab_size", long.MaxValue);
+            if (inputs.InputIds.NumberOfElements > 0 && (inputs.InputIds.min().item<long>() < 0 || inputs.InputIds.max().item<long>() >= vocabulary))
+                throw new InvalidDataException($"{inputPath}: input_ids hold {(inputs.InputIds.min().item<long>() < 0 ? inputs.InputIds.min() : inputs.InputIds.max()).item<long>()}, " +
+                                               $"outside the model's vocabulary (ids 0 to {vocabulary - 1})");
             using var noGrad = no_grad();
             using var result = network.Forward(inputs);
 

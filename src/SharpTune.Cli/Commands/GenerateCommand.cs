@@ -46,7 +46,7 @@ public static class GenerateCommand
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
-            var directory = parseResult.GetValue(model)!;
+            var directory = HubModels.Resolve(parseResult.GetValue(model)!);
             var text = parseResult.GetValue(prompt);
             var ids = parseResult.GetValue(promptIds);
             if ((text is null) == (ids is null))
@@ -85,7 +85,7 @@ public static class GenerateCommand
                 : ParseIds(ids!);
 
             using var loaded = AutoModel.FromPretrained(directory, ModelTask.CausalLM, engine.Device, engine.DType);
-            if (parseResult.GetValue(adapter) is { } adapterDirectory)
+            if (HubModels.ResolveOptional(parseResult.GetValue(adapter)) is { } adapterDirectory)
                 PeftModel.FromPretrained(loaded, adapterDirectory);
             var causal = loaded as ICausalLM ?? throw new UsageException($"{directory}: {loaded.GetType().Name} is not a causal language model");
             var generator = new TextGenerator(causal, tokenizer is null ? null : tokenizer.Decode);

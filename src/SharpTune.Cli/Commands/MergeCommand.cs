@@ -22,8 +22,8 @@ public static class MergeCommand
         command.SetAction(parseResult =>
         {
             GlobalOptions.Apply(parseResult);
-            var source = parseResult.GetValue(model)!;
-            var adapterDirectory = parseResult.GetValue(adapter)!;
+            var source = HubModels.Resolve(parseResult.GetValue(model)!);
+            var adapterDirectory = HubModels.Resolve(parseResult.GetValue(adapter)!);
             var destination = parseResult.GetValue(output)!;
             if (Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
                 throw new UsageException($"output directory {destination} already exists and is not empty");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Hub;
 using SharpTune.StagedPipeline;
 using Spectre.Console;
 
@@ -56,7 +57,12 @@ public static class PipelineCommand
     private static readonly Option<string?> S3SecretKey = new("--s3-secret-key") { Description = "Secret access key (default: AWS_SECRET_ACCESS_KEY). Not saved." };
     private static readonly Option<string?> HubRepo = new("--hub-repo") { Description = "Upload the exported models to this Hugging Face Hub repository (owner/name; created private if absent)." };
     private static readonly Option<string> HubRevision = new("--hub-revision") { Description = "Hub branch (default main).", DefaultValueFactory = _ => "main" };
-    private static readonly Option<string> HubEndpoint = new("--hub-endpoint") { Description = "Hub URL (default https://huggingface.co).", DefaultValueFactory = _ => HubClient.DefaultEndpoint };
+    private static readonly Option<string?> HubEndpoint = new("--hub-endpoint")
+    {
+        Description = "Hub URL (default: HF_ENDPOINT, else https://huggingface.co). The token is sent only to this run's endpoint, never over plain http " +
+                      "unless the host is loopback; an upload that pipeline.json saved for another endpoint is refused.",
+    };
+    private static readonly Option<bool> SkipUpload = new("--skip-upload") { Description = "Export without uploading to S3 or the Hub (whatever pipeline.json saved)." };
     private static readonly Option<string?> HubToken = new("--hub-token") { Description = "Hub token with write access (default: HF_TOKEN). Not saved." };
 
     public static Command Create()
@@ -70,7 +76,7 @@ public static class PipelineCommand
         [
             Model, Data, Output, Stages, TrainSamples, HeldOutSamples, MaxLength, QuantBits, QuantType, DoubleQuant, ComputeDType, LoraR, LoraAlpha,
             LoraDropout, TargetModules, QLora, Epochs, BatchSize, GradAccum, LearningRate, WarmupSteps, MaxGradNorm, Optim, GradCheckpointing, MaxNewTokens, LatencyRuns,
-            WarmupRuns, SamplePrompts, S3Bucket, S3Prefix, S3Endpoint, S3Region, S3PathStyle, S3AccessKey, S3SecretKey, HubRepo, HubRevision, HubEndpoint, HubToken,
+            WarmupRuns, SamplePrompts, S3Bucket, S3Prefix, S3Endpoint, S3Region, S3PathStyle, S3AccessKey, S3SecretKey, HubRepo, HubRevision, HubEndpoint, HubToken, SkipUpload,
         ];
         foreach (var option in options)
             command.Options.Add(option);
@@ -97,6 +103,8 @@ public static class PipelineCommand
                     ? new S3Credentials(key, parseResult.GetValue(S3SecretKey) ?? throw new UsageException("--s3-access-key needs --s3-secret-key"))
                     : null,
                 HubToken = parseResult.GetValue(HubToken),
+                HubEndpoint = RunHubEndpoint(parseResult),
+                SkipUpload = parseResult.GetValue(SkipUpload),
             };
             var runs = runner.Run(context, selected);
             var table = new Table().Border(TableBorder.Rounded).AddColumn("stage").AddColumn("outcome").AddColumn(new TableColumn("seconds").RightAligned()).AddColumn("output");
@@ -116,11 +124,16 @@ public static class PipelineCommand
     private static PipelineSettings Resolve(ParseResult parseResult, string output)
     {
         var saved = PipelineRunner.LoadSettings(output);
+        // A Hub id is kept as such in pipeline.json (the stages resolve it); it is fetched here, with a progress bar.
         var model = parseResult.GetValue(Model) ?? saved?.Model
                     ?? throw new UsageException($"--model is required ({output} has no {PipelineRunner.StateFileName} from an earlier run)");
         var data = parseResult.GetValue(Data) ?? saved?.Data
                    ?? throw new UsageException($"--data is required ({output} has no {PipelineRunner.StateFileName} from an earlier run)");
-        var s = (saved ?? new PipelineSettings { Model = model, Data = data }) with { Model = Path.GetFullPath(model), Data = Path.GetFullPath(data) };
+        var s = (saved ?? new PipelineSettings { Model = model, Data = data }) with
+        {
+            Model = PretrainedPath.IsHubId(model) ? Fetched(model) : Path.GetFullPath(model),
+            Data = Path.GetFullPath(data),
+        };
 
         PipelineSettings Set<T>(PipelineSettings current, Option<T> option, Func<PipelineSettings, T, PipelineSettings> apply) =>
             parseResult.GetResult(option) is { Implicit: false } ? apply(current, parseResult.GetValue(option)!) : current;
@@ -153,10 +166,21 @@ public static class PipelineCommand
             s = s with { Seed = seed };
         if (parseResult.GetValue(S3Bucket) is { } bucket)
             s = s with { S3 = new S3Settings(bucket, parseResult.GetValue(S3Prefix)!, parseResult.GetValue(S3Endpoint), parseResult.GetValue(S3Region), parseResult.GetValue(S3PathStyle)) };
+        if (parseResult.GetValue(SkipUpload) && (parseResult.GetValue(S3Bucket) is not null || parseResult.GetValue(HubRepo) is not null))
+            throw new UsageException("--skip-upload cannot be combined with --s3-bucket or --hub-repo");
         if (parseResult.GetValue(HubRepo) is { } repo)
-            s = s with { Hub = new HubSettings(repo, parseResult.GetValue(HubRevision)!, parseResult.GetValue(HubEndpoint)!) };
+            s = s with { Hub = new HubSettings(repo, parseResult.GetValue(HubRevision)!, RunHubEndpoint(parseResult)) };
         return s;
     }
+
+    private static string Fetched(string hubId)
+    {
+        HubModels.Resolve(hubId);
+        return hubId;
+    }
+
+    private static string RunHubEndpoint(ParseResult parseResult) =>
+        (parseResult.GetValue(HubEndpoint) ?? HubOptions.FromEnvironment().Endpoint).TrimEnd('/');
 
     private static int Positive(int value, string option) => value > 0 ? value : throw new UsageException($"{option} must be > 0 (got {value})");
 }

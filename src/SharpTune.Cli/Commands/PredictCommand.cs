@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Hub;
 using SharpTune.Data;
 using SharpTune.IO;
 using SharpTune.Pipelines;
@@ -18,7 +19,13 @@ public static class PredictCommand
 {
     private const int ShownRows = 10;
 
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    /// <summary>NaN and ±Infinity (a diverged model) are written as the JSON strings "NaN", "Infinity" and "-Infinity",
+    /// which strict JSON readers accept and .NET and pandas (<c>float("NaN")</c>) read back; the command warns when it does.</summary>
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     public static Command Create()
     {
@@ -36,7 +43,8 @@ public static class PredictCommand
             Description = "File of texts: .txt (one text per line; blank lines skipped), or JSONL / CSV / TSV / Parquet with the texts in --text-column.",
         };
         var textColumn = new Option<string>("--text-column") { Description = "Column (or JSON field) of --input holding the texts; alternatives separated by '|' (e.g. 'sentence|content') pick the first the file has.", DefaultValueFactory = _ => "text" };
-        var output = new Option<string?>("--output", "-o") { Description = "Write one JSON result per input to this JSONL file (written atomically)." };
+        var output = new Option<string?>("--output", "-o") { Description = "Write one JSON result per input to this JSONL file (written atomically; - for standard output)." };
+        var skipBadRows = new Option<bool>("--skip-bad-rows") { Description = "Skip --input rows that are malformed or have an empty text (they are listed on standard error) instead of stopping." };
         var topK = new Option<int?>("--top-k")
         {
             Description = "text-classification: labels per text (default 1; 0 for all); fill-mask: fills per mask (default 5); " +
@@ -68,16 +76,16 @@ public static class PredictCommand
             "Prints a table of the first results; --output writes every result as JSON Lines, one per input, in input order.")
         {
             model, task, text, input, textColumn, output, topK, adapter, tokenizer, batchSize, maxLength, pooling, normalize,
-            maxNewTokens, temperature, topP, repetitionPenalty, returnFullText,
+            maxNewTokens, temperature, topP, repetitionPenalty, returnFullText, skipBadRows,
         };
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
             var taskName = parseResult.GetValue(task)!;
-            var directory = parseResult.GetValue(model)!;
+            var directory = HubModels.Resolve(parseResult.GetValue(model)!);
             if (!Directory.Exists(directory))
                 throw new DirectoryNotFoundException($"--model folder not found: {directory}");
-            var texts = ReadTexts(parseResult.GetValue(text) ?? [], parseResult.GetValue(input), parseResult.GetValue(textColumn)!);
+            var texts = ReadTexts(parseResult.GetValue(text) ?? [], parseResult.GetValue(input), parseResult.GetValue(textColumn)!, parseResult.GetValue(skipBadRows));
             if (parseResult.GetValue(batchSize) < 1)
                 throw new UsageException($"--batch-size must be at least 1, got {parseResult.GetValue(batchSize)}");
             if (parseResult.GetValue(maxLength) is < 2)
@@ -90,8 +98,8 @@ public static class PredictCommand
                 DType = engine.DType,
                 BatchSize = parseResult.GetValue(batchSize),
                 MaxLength = parseResult.GetValue(maxLength),
-                AdapterDirectory = parseResult.GetValue(adapter),
-                TokenizerPath = parseResult.GetValue(tokenizer),
+                AdapterDirectory = HubModels.ResolveOptional(parseResult.GetValue(adapter)),
+                TokenizerPath = HubModels.ResolveOptional(parseResult.GetValue(tokenizer), HubFileSelection.Tokenizer),
             };
 
             using var pipeline = Pipeline.Create(taskName, directory, options);
@@ -125,18 +133,27 @@ public static class PredictCommand
                 }
             });
 
-            AnsiConsole.Write(Table(taskName, results));
+            var path = parseResult.GetValue(output);
+            // With --output - (or a device) the results are standard output's; the table and notes go to standard error.
+            var console = path is not null && AtomicFile.IsStream(path)
+                ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) })
+                : AnsiConsole.Console;
+            console.Write(Table(taskName, results));
             if (results.Count > ShownRows)
-                AnsiConsole.MarkupLine($"[grey]... {results.Count - ShownRows:N0} more{(parseResult.GetValue(output) is null ? "; write them all with --output FILE.jsonl" : "")}[/]");
-            if (parseResult.GetValue(output) is { } path)
+                console.MarkupLine($"[grey]... {results.Count - ShownRows:N0} more{(path is null ? "; write them all with --output FILE.jsonl" : "")}[/]");
+            var lines = results.Select(result => result.ToJsonString()).ToList();
+            if (results.Count(HoldsNonFinite) is > 0 and var nonFinite)
+                Console.Error.WriteLine($"warning: {nonFinite:N0} result(s) hold NaN or infinite scores (the model's output is not finite; " +
+                                        "check its weights); they are written as the JSON strings \"NaN\", \"Infinity\", \"-Infinity\"");
+            if (path is not null)
             {
                 AtomicFile.Write(path, stream =>
                 {
-                    using var writer = new StreamWriter(stream, new UTF8Encoding(false));
-                    foreach (var result in results)
-                        writer.Write(result.ToJsonString() + "\n");
+                    using var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true);
+                    foreach (var line in lines)
+                        writer.Write(line + "\n");
                 });
-                AnsiConsole.MarkupLine($"wrote {results.Count:N0} result(s) to {Markup.Escape(path)}");
+                console.MarkupLine($"wrote {results.Count:N0} result(s) to {Markup.Escape(path)}");
             }
             return ExitCodes.Success;
         });
@@ -171,7 +188,7 @@ public static class PredictCommand
         return result;
     }
 
-    private static List<string> ReadTexts(string[] texts, string? input, string column)
+    private static List<string> ReadTexts(string[] texts, string? input, string column, bool skipBadRows)
     {
         if ((texts.Length > 0) == (input is not null))
             throw new UsageException("give the texts with --text TEXT (repeatable) or --input FILE, not both");
@@ -181,16 +198,29 @@ public static class PredictCommand
             throw new FileNotFoundException($"--input file not found: {input}", input);
         if (Path.GetExtension(input).Equals(".txt", StringComparison.OrdinalIgnoreCase))
         {
+            TextFiles.EnsureUtf8(input);
             var lines = File.ReadAllLines(input).Where(l => !string.IsNullOrWhiteSpace(l)).ToList();
             return lines.Count > 0 ? lines : throw new InvalidDataException($"{input} holds no text");
         }
-        var dataset = DatasetLoader.Load(input, new DatasetLoadOptions { ExpectedColumns = [.. TextClassificationColumns.Alternatives(column)] });
+        var (dataset, badRows) = DatasetLoader.LoadWithReport(input,
+            new DatasetLoadOptions { ExpectedColumns = [.. TextClassificationColumns.Alternatives(column)], SkipBadRows = skipBadRows });
+        var skipped = badRows.ToList();
         var found = TextClassificationColumns.Resolve(dataset, column)
                     ?? throw new UsageException($"{input} has no column '{column}' (it has: {string.Join(", ", dataset.ColumnNames)}); name the text column with --text-column");
         var values = dataset.Column(found);
         var result = new List<string>(values.Count);
         for (var i = 0; i < values.Count; i++)
-            result.Add(string.IsNullOrWhiteSpace(values[i]) ? throw new InvalidDataException($"{dataset.Origin(i)}: empty text in column '{found}'") : values[i]!);
+        {
+            if (!string.IsNullOrWhiteSpace(values[i]))
+                result.Add(values[i]!);
+            else if (skipBadRows)
+                skipped.Add(new BadRow(dataset.Origin(i), $"empty text in column '{found}'"));
+            else
+                throw new InvalidDataException($"{dataset.Origin(i)}: empty text in column '{found}' (or skip such rows with --skip-bad-rows)");
+        }
+        if (skipped.Count > 0)
+            Console.Error.WriteLine($"warning: skipped {skipped.Count:N0} bad row(s), so output lines do not follow input lines: " +
+                                    string.Join("; ", skipped.Take(5)) + (skipped.Count > 5 ? "; ..." : ""));
         return result.Count > 0 ? result : throw new InvalidDataException($"{input} holds no rows");
     }
 
@@ -232,7 +262,21 @@ public static class PredictCommand
         return [shape, string.Join(", ", vector.Take(4).Select(v => F(v!))) + (vector.Count > 4 ? ", ..." : "")];
     }
 
-    private static string F(JsonNode value) => value.GetValue<double>().ToString("F4", CultureInfo.InvariantCulture);
+    /// <summary>Texts that may read "NaN" themselves; every other string "NaN"/"Infinity" is a non-finite number.</summary>
+    private static readonly HashSet<string> TextKeys = ["text", "generated_text", "label", "token_str", "sequence", "tokens", "finish_reason"];
+
+    private static bool HoldsNonFinite(JsonNode? node) => node switch
+    {
+        JsonObject record => record.Any(p => !TextKeys.Contains(p.Key) && HoldsNonFinite(p.Value)),
+        JsonArray items => items.Any(HoldsNonFinite),
+        JsonValue value => value.GetValueKind() == JsonValueKind.String && value.GetValue<string>() is "NaN" or "Infinity" or "-Infinity",
+        _ => false,
+    };
+
+    /// <summary>A score for the table; NaN and infinities arrive as strings (see <see cref="Json"/>).</summary>
+    private static string F(JsonNode value) => value.GetValueKind() == JsonValueKind.String
+        ? value.GetValue<string>()
+        : value.GetValue<double>().ToString("F4", CultureInfo.InvariantCulture);
 
     private static string Shorten(string text) => text.Length > 80 ? text[..77] + "..." : text;
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Hub;
 using SharpTune.Engine;
 using SharpTune.IO;
 using SharpTune.Models;
@@ -56,8 +57,8 @@ public static class PretrainCommand
                 "clm" => PretrainingObjective.Clm,
                 var other => throw new UsageException($"--objective must be mlm or clm (got '{other}')"),
             };
-            var modelDir = parseResult.GetValue(model);
-            var configPath = parseResult.GetValue(config) ?? modelDir
+            var modelDir = HubModels.ResolveOptional(parseResult.GetValue(model));
+            var configPath = HubModels.ResolveOptional(parseResult.GetValue(config)) ?? modelDir
                              ?? throw new UsageException("give --config (a new model) or --model (continue from weights)");
             var modelConfig = Directory.Exists(configPath) ? PretrainedConfig.FromDirectory(configPath)
                 : File.Exists(configPath) ? PretrainedConfig.FromFile(configPath)
@@ -69,7 +70,7 @@ public static class PretrainCommand
                 var key = new[] { "num_hidden_layers", "n_layer", "num_layers" }.FirstOrDefault(modelConfig.Has) ?? "num_hidden_layers";
                 modelConfig.Set(key, layerCount);
             }
-            var tokenizerPath = parseResult.GetValue(tokenizer) ?? modelDir ?? (Directory.Exists(configPath) ? configPath : Path.GetDirectoryName(Path.GetFullPath(configPath))!);
+            var tokenizerPath = HubModels.ResolveOptional(parseResult.GetValue(tokenizer), HubFileSelection.Tokenizer) ?? modelDir ?? (Directory.Exists(configPath) ? configPath : Path.GetDirectoryName(Path.GetFullPath(configPath))!);
             var textTokenizer = AutoTokenizer.FromPretrained(tokenizerPath);
             var trainFile = parseResult.GetValue(train)!;
             if (!File.Exists(trainFile))
@@ -142,10 +143,15 @@ public static class PretrainCommand
                 ["eval_examples"] = result.EvalExamples,
                 ["parameters"] = result.Parameters,
                 ["train_seconds"] = result.Elapsed.TotalSeconds,
+                ["resumed_from"] = checkpoint is null ? null! : Path.GetFileName(checkpoint),
             };
-            AtomicFile.WriteAllText(Path.Combine(outputDir, "pretrain_metrics.json"),
-                JsonSerializer.Serialize(metrics, new JsonSerializerOptions { WriteIndented = true }));
-            var before = double.IsNaN(result.EvalLossBefore) ? "(resumed)" : result.EvalLossBefore.ToString("F4", CultureInfo.InvariantCulture);
+            // A diverged run's NaN loss is written as the string "NaN" rather than failing the run at its last step.
+            AtomicFile.WriteAllText(Path.Combine(outputDir, "pretrain_metrics.json"), JsonSerializer.Serialize(metrics, new JsonSerializerOptions
+            {
+                WriteIndented = true,
+                NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+            }));
+            var before = result.EvalLossBefore.ToString("F4", CultureInfo.InvariantCulture);
             Console.WriteLine($"held-out {name} loss: {before} -> {result.EvalLossAfter.ToString("F4", CultureInfo.InvariantCulture)} " +
                               $"({result.EvalExamples} examples; {result.Steps} steps on {result.TrainExamples} examples, {result.Parameters:N0} parameters, {result.Elapsed.TotalSeconds:F1} s)");
             Console.WriteLine($"model, tokenizer, training_log.jsonl and training_curves.png written to {outputDir}");

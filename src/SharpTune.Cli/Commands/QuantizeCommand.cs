@@ -32,7 +32,7 @@ public static class QuantizeCommand
         command.SetAction(parseResult =>
         {
             GlobalOptions.Apply(parseResult);
-            var source = parseResult.GetValue(model)!;
+            var source = HubModels.Resolve(parseResult.GetValue(model)!);
             var destination = parseResult.GetValue(output)!;
             if (Directory.Exists(destination) && Directory.EnumerateFileSystemEntries(destination).Any())
                 throw new UsageException($"output directory {destination} already exists and is not empty");

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.IO;
+using SharpTune.Hub;
 using SharpTune.Tokenizers;
 
 namespace SharpTune.Cli.Commands;
@@ -17,7 +19,7 @@ public static class TokenizeCommand
             Required = true,
         };
         var inputOption = new Option<string>("--input") { Description = "JSONL input: one {\"text\": ...} or {\"text\": ..., \"text_pair\": ...} per line", Required = true };
-        var outputOption = new Option<string>("--output") { Description = "JSONL output: {\"ids\", \"tokens\", \"type_ids\", \"attention_mask\", \"offsets\"} per line", Required = true };
+        var outputOption = new Option<string>("--output") { Description = "JSONL output (- for standard output): {\"ids\", \"tokens\", \"type_ids\", \"attention_mask\", \"offsets\"} per line", Required = true };
         var maxLengthOption = new Option<int?>("--max-length") { Description = "Maximum length in tokens (special tokens included) for --truncation and --padding max_length" };
         var truncationOption = new Option<bool>("--truncation") { Description = "Truncate to --max-length (longest_first)" };
         var paddingOption = new Option<string?>("--padding") { Description = "Pad to the longest encoding of the input (longest) or to --max-length (max_length)" };
@@ -46,33 +48,41 @@ public static class TokenizeCommand
             if (!File.Exists(input))
                 throw new FileNotFoundException($"Input file not found: {input}", input);
 
-            var tokenizer = AutoTokenizer.FromPretrained(parseResult.GetValue(tokenizerOption)!);
-            tokenizer.Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null;
-            tokenizer.Padding = padding is null ? null : new PaddingOptions
+            var tokenizer = AutoTokenizer.FromPretrained(HubModels.Resolve(parseResult.GetValue(tokenizerOption)!, HubFileSelection.Tokenizer));
+            var options = new EncodeOptions
             {
-                Length = padding == "max_length" ? maxLength : null,
-                PadId = tokenizer.PadTokenId ?? 0,
-                PadToken = tokenizer.SpecialTokens.Pad ?? "[PAD]",
+                Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null,
+                Padding = padding is null ? null : tokenizer.PaddingTo(padding == "max_length" ? maxLength : null),
+                AddSpecialTokens = !parseResult.GetValue(noSpecialOption),
             };
             var inputs = ReadInputs(input);
             // One batch for the whole file: padding "longest" pads to the longest encoding of the file.
-            var encodings = tokenizer.EncodeBatch(inputs, addSpecialTokens: !parseResult.GetValue(noSpecialOption));
-            WriteAtomically(output, encodings);
-            Console.WriteLine($"Tokenized {inputs.Count} texts into {encodings.Sum(e => e.AttentionMask.Sum())} tokens → {output}");
+            var encodings = tokenizer.EncodeBatch(inputs, options);
+            WriteJsonLines(output, encodings);
+            // With --output - the encodings are standard output; the summary goes to standard error.
+            var summary = AtomicFile.IsStream(output) ? Console.Error : Console.Out;
+            summary.WriteLine($"Tokenized {inputs.Count} texts into {encodings.Sum(e => e.AttentionMask.Sum())} tokens → {output}");
             return ExitCodes.Success;
         });
         return command;
     }
 
+    /// <summary>One input per line; a blank line between records is refused, since output line N answers input line N.</summary>
     private static List<(string, string?)> ReadInputs(string path)
     {
         var inputs = new List<(string, string?)>();
         var lineNumber = 0;
+        var blankLine = 0;
         foreach (var line in File.ReadLines(path))
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line))
+            {
+                blankLine = blankLine == 0 ? lineNumber : blankLine;
                 continue;
+            }
+            if (blankLine != 0)
+                throw new InvalidDataException($"{path}:{blankLine}: blank line; give one JSON object per line (output line N is input line N's encoding)");
             JsonNode? node;
             try
             {
@@ -82,57 +92,50 @@ public static class TokenizeCommand
             {
                 throw new InvalidDataException($"{path}:{lineNumber}: not valid JSON ({e.Message})");
             }
-            var text = node?["text"] is JsonValue v && v.TryGetValue<string>(out var s) ? s
-                : throw new InvalidDataException($"{path}:{lineNumber}: expected an object with a string \"text\"");
-            var pair = node["text_pair"] is JsonValue p && p.TryGetValue<string>(out var t) ? t : null;
+            var text = node is JsonObject record && record["text"] is JsonValue v && v.TryGetValue<string>(out var s) ? s
+                : throw new InvalidDataException($"{path}:{lineNumber}: expected an object with a string \"text\", found {Describe(node)}");
+            var pair = record["text_pair"] is JsonValue p && p.TryGetValue<string>(out var t) ? t : null;
             inputs.Add((text, pair));
         }
         return inputs;
     }
 
-    private static void WriteAtomically(string path, IReadOnlyList<Encoding> encodings)
+    private static string Describe(JsonNode? node) => node switch
     {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
+        null => "null",
+        JsonObject => "an object without it",
+        _ => $"a JSON {node.GetValueKind().ToString().ToLowerInvariant()}",
+    };
+
+    private static void WriteJsonLines(string path, IReadOnlyList<TokenEncoding> encodings) =>
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = File.Create(temp))
-            using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+            foreach (var encoding in encodings)
             {
-                foreach (var encoding in encodings)
+                writer.WriteStartObject();
+                WriteArray(writer, "ids", encoding.Ids);
+                writer.WriteStartArray("tokens");
+                foreach (var token in encoding.Tokens)
+                    writer.WriteStringValue(token);
+                writer.WriteEndArray();
+                WriteArray(writer, "type_ids", encoding.TypeIds);
+                WriteArray(writer, "attention_mask", encoding.AttentionMask);
+                writer.WriteStartArray("offsets");
+                foreach (var (start, end) in encoding.Offsets)
                 {
-                    writer.WriteStartObject();
-                    WriteArray(writer, "ids", encoding.Ids);
-                    writer.WriteStartArray("tokens");
-                    foreach (var token in encoding.Tokens)
-                        writer.WriteStringValue(token);
+                    writer.WriteStartArray();
+                    writer.WriteNumberValue(start);
+                    writer.WriteNumberValue(end);
                     writer.WriteEndArray();
-                    WriteArray(writer, "type_ids", encoding.TypeIds);
-                    WriteArray(writer, "attention_mask", encoding.AttentionMask);
-                    writer.WriteStartArray("offsets");
-                    foreach (var (start, end) in encoding.Offsets)
-                    {
-                        writer.WriteStartArray();
-                        writer.WriteNumberValue(start);
-                        writer.WriteNumberValue(end);
-                        writer.WriteEndArray();
-                    }
-                    writer.WriteEndArray();
-                    writer.WriteEndObject();
-                    writer.Flush();
-                    stream.WriteByte((byte)'\n');
-                    writer.Reset(); // one JSON document per line
                 }
+                writer.WriteEndArray();
+                writer.WriteEndObject();
+                writer.Flush();
+                stream.WriteByte((byte)'\n');
+                writer.Reset(); // one JSON document per line
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-                File.Delete(temp);
-        }
-    }
+        });
 
     private static void WriteArray(Utf8JsonWriter writer, string name, IReadOnlyList<int> values)
     {

@@ -8,7 +8,7 @@ public static class CliErrors
         var root = exception is AggregateException { InnerExceptions.Count: 1 } aggregate ? aggregate.InnerException! : exception;
         var code = root switch
         {
-            UsageException or FileNotFoundException or DirectoryNotFoundException or ArgumentException => ExitCodes.Usage,
+            UsageException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or Hub.HubNotFoundException => ExitCodes.Usage,
             _ => ExitCodes.Failure,
         };
         Console.Error.WriteLine($"error: {OneLine(root)}");

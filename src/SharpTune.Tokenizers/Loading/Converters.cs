@@ -1,35 +1,40 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Models;
+using SharpTune.Tokenizers.Pipeline;
 
 namespace SharpTune.Tokenizers.Loading;
 
-/// <summary>Turns the other common tokenizer formats into the equivalent tokenizer.json, then loads that.</summary>
+/// <summary>Builds tokenizers from the other common tokenizer formats, from typed parts.</summary>
 internal static class Converters
 {
     /// <summary>BERT vocab.txt (one token per line; id = line number).</summary>
-    public static Tokenizer FromBertVocab(string path, bool doLowerCase, SpecialTokens? specialTokens)
+    public static Tokenizer FromBertVocab(string path, bool doLowerCase, SpecialTokens? specialTokens) => Named(path, () =>
     {
         var tokens = File.ReadAllLines(path).Select(l => l.TrimEnd('\r')).ToList();
         while (tokens.Count > 0 && tokens[^1].Length == 0)
             tokens.RemoveAt(tokens.Count - 1);
-        var vocab = Definitions.Vocab(tokens);
+        var vocab = VocabHelpers.FromList(tokens);
         var special = specialTokens ?? new SpecialTokens { Unk = "[UNK]", Pad = "[PAD]", Cls = "[CLS]", Sep = "[SEP]", Mask = "[MASK]" };
-        int Id(string? token, string role) => token is not null && vocab[token] is { } id ? id.GetValue<int>()
+        int Id(string? token, string role) => token is not null && vocab.TryGetValue(token, out var id) ? id
             : throw new InvalidDataException($"{path}: {role} token '{token}' is not in the vocabulary");
         var cls = special.Cls ?? "[CLS]";
         var sep = special.Sep ?? "[SEP]";
-        var added = special.All.Distinct().Where(t => vocab.ContainsKey(t)).Select(t => new AddedToken(t, Id(t, "special")));
-        var json = Definitions.Tokenizer(Definitions.BertNormalizer(doLowerCase), Definitions.Typed("BertPreTokenizer"),
-            Definitions.WordPieceModel(vocab, special.Unk ?? "[UNK]"), Definitions.BertTemplate(cls, Id(cls, "cls"), sep, Id(sep, "sep")),
-            Definitions.Typed("WordPiece", ("prefix", "##"), ("cleanup", true)), added);
-        return TokenizerJson.Parse(json, path, special);
-    }
+        var added = special.All.Distinct().Where(vocab.ContainsKey).Select(t => new AddedToken(t, vocab[t])).ToList();
+        return new Tokenizer(new WordPieceModel(vocab, special.Unk ?? "[UNK]"), new BertNormalizer(true, true, null, doLowerCase),
+            new BertPreTokenizer(), TemplateProcessor.Bert(cls, Id(cls, "cls"), sep, Id(sep, "sep")), new WordPieceDecoder("##", cleanup: true),
+            added, special);
+    });
 
     /// <summary>GPT-2 style vocab.json + merges.txt (byte-level BPE).</summary>
-    public static Tokenizer FromGpt2Files(string vocabPath, string mergesPath, SpecialTokens? specialTokens)
+    public static Tokenizer FromGpt2Files(string vocabPath, string mergesPath, SpecialTokens? specialTokens) => Named(vocabPath, () =>
     {
-        var vocab = JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject
-                    ?? throw new InvalidDataException($"{vocabPath} is not a JSON object of token → id");
+        var json = JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject
+                   ?? throw new InvalidDataException($"{vocabPath} is not a JSON object of token → id");
+        var vocab = new Dictionary<string, int>(json.Count, StringComparer.Ordinal);
+        foreach (var (token, id) in json)
+            vocab[token] = id is JsonValue v && v.TryGetValue<int>(out var i) && i >= 0 ? i
+                : throw new InvalidDataException($"{vocabPath}: the id of {TokenizerJson.Show(JsonValue.Create(token))} must be a non-negative integer (got {TokenizerJson.Show(id)})");
         var merges = new List<(string, string)>();
         foreach (var line in File.ReadLines(mergesPath))
         {
@@ -40,18 +45,14 @@ internal static class Converters
                 throw new InvalidDataException($"{mergesPath}: bad merge line '{line}'");
             merges.Add((line[..space], line[(space + 1)..]));
         }
-        var added = new List<AddedToken>();
-        foreach (var token in (specialTokens?.All ?? []).Append("<|endoftext|>").Distinct())
-            if (vocab[token] is { } id)
-                added.Add(new AddedToken(token, id.GetValue<int>()));
-        var json = Definitions.Tokenizer(null, Definitions.ByteLevel(false, true),
-            Definitions.BpeModel((JsonObject)vocab.DeepClone(), Definitions.Merges(merges)), Definitions.ByteLevel(false, true),
-            Definitions.ByteLevel(false, true), added);
-        return TokenizerJson.Parse(json, vocabPath, specialTokens);
-    }
+        var added = (specialTokens?.All ?? []).Append("<|endoftext|>").Distinct().Where(vocab.ContainsKey)
+            .Select(token => new AddedToken(token, vocab[token])).ToList();
+        return new Tokenizer(new BpeModel(vocab, merges, new BpeOptions()), null, new ByteLevelPreTokenizer(addPrefixSpace: false, useRegex: true),
+            new ByteLevelProcessor(trimOffsets: true, addPrefixSpace: false), new ByteLevelDecoder(), added, specialTokens);
+    });
 
     /// <summary>SentencePiece tokenizer.model (protobuf): BPE (Llama) or Unigram, with byte fallback.</summary>
-    public static Tokenizer FromSentencePiece(string path)
+    public static Tokenizer FromSentencePiece(string path) => Named(path, () =>
     {
         var model = SentencePieceModel.Read(path);
         var pieces = model.Pieces;
@@ -59,37 +60,32 @@ internal static class Converters
         var special = new SpecialTokens { Unk = Name(model.UnkId), Bos = Name(model.BosId), Eos = Name(model.EosId), Pad = Name(model.PadId) };
         // User-defined pieces are matched whole in the text, like added tokens; control pieces never come from text.
         var added = pieces.Select((p, id) => (p, id)).Where(x => x.p.Type == SentencePieceType.UserDefined)
-            .Select(x => new AddedToken(x.p.Piece, x.id, Special: false));
-        JsonObject json;
+            .Select(x => new AddedToken(x.p.Piece, x.id, Special: false)).ToList();
         if (model.ModelType == 2)
         {
-            var (normalizer, decoder) = Definitions.SentencePieceBpePipeline(model.AddDummyPrefix);
-            var vocab = Definitions.Vocab(pieces.Select(p => p.Piece).ToList());
+            var (normalizer, decoder) = SentencePieceBpePipeline(model.AddDummyPrefix);
             var merges = MergesFromScores(pieces.Select(p => (p.Piece, (double)p.Score, p.Type == SentencePieceType.Normal)).ToList());
-            json = Definitions.Tokenizer(normalizer, null,
-                Definitions.BpeModel(vocab, Definitions.Merges(merges), Name(model.UnkId), model.ByteFallback, fuseUnk: true),
-                null, decoder, added);
+            var bpe = new BpeModel(VocabHelpers.FromList(pieces.Select(p => p.Piece).ToList()), merges,
+                new BpeOptions { UnkToken = Name(model.UnkId), ByteFallback = model.ByteFallback, FuseUnk = true });
+            return new Tokenizer(bpe, normalizer, null, null, decoder, added, special);
         }
-        else if (model.ModelType == 1)
+        if (model.ModelType == 1)
         {
             // The SentencePiece normalization rules (a precompiled char map) are approximated by NFKC when they are nmt_nfkc/nfkc.
-            var normalizers = new List<JsonNode>();
+            var normalizers = new List<INormalizer>();
             if (model.NormalizerName.Contains("nfkc", StringComparison.OrdinalIgnoreCase))
-                normalizers.Add(Definitions.Typed("NFKC"));
+                normalizers.Add(new UnicodeNormalizer(NormalizationForm.FormKC));
             if (model.RemoveExtraWhitespaces)
-                normalizers.Add(Definitions.Typed("Replace", ("pattern", new JsonObject { ["Regex"] = " {2,}" }), ("content", " ")));
-            json = Definitions.Tokenizer(normalizers.Count == 0 ? null : Definitions.Sequence("Sequence", "normalizers", normalizers.ToArray()),
-                Definitions.Metaspace(),
-                Definitions.UnigramModel(pieces.Select(p => (p.Piece, (double)p.Score)), model.UnkId, model.ByteFallback),
-                null, Definitions.Typed("Metaspace", ("replacement", "\u2581"), ("prepend_scheme", "always"), ("split", true)), added);
+                normalizers.Add(new ReplaceNormalizer(TokenizerPattern.FromRegex(" {2,}"), " "));
+            return new Tokenizer(new UnigramModel(pieces.Select(p => (p.Piece, (double)p.Score)).ToList(), model.UnkId, model.ByteFallback),
+                normalizers.Count == 0 ? null : new SequenceNormalizer(normalizers), new MetaspacePreTokenizer('\u2581', PrependScheme.Always, split: true),
+                null, new MetaspaceDecoder('\u2581', PrependScheme.Always), added, special);
         }
-        else
-            throw new InvalidDataException($"{path}: SentencePiece model type {model.ModelType} is not supported (only Unigram = 1 and BPE = 2)");
-        return TokenizerJson.Parse(json, path, special);
-    }
+        throw new InvalidDataException($"{path}: SentencePiece model type {model.ModelType} is not supported (only Unigram = 1 and BPE = 2)");
+    });
 
     /// <summary>llama2.c tokenizer.bin: max token length, then (score, length, bytes) per token until the end of the file.</summary>
-    public static Tokenizer FromLlama2c(string path)
+    public static Tokenizer FromLlama2c(string path) => Named(path, () =>
     {
         using var reader = new BinaryReader(File.OpenRead(path));
         reader.ReadInt32();
@@ -108,11 +104,37 @@ internal static class Converters
         }
         if (pieces.Count < 3)
             throw new InvalidDataException($"{path}: too few tokens ({pieces.Count}) for a llama2.c tokenizer");
-        var (normalizer, decoder) = Definitions.SentencePieceBpePipeline(addDummyPrefix: true);
-        var json = Definitions.Tokenizer(normalizer, null,
-            Definitions.BpeModel(Definitions.Vocab(pieces.Select(p => p.Piece).ToList()), Definitions.Merges(MergesFromScores(pieces)),
-                "<unk>", byteFallback: true, fuseUnk: true), null, decoder, []);
-        return TokenizerJson.Parse(json, path, new SpecialTokens { Unk = "<unk>", Bos = "<s>", Eos = "</s>" });
+        var (normalizer, decoder) = SentencePieceBpePipeline(addDummyPrefix: true);
+        var bpe = new BpeModel(VocabHelpers.FromList(pieces.Select(p => p.Piece).ToList()), MergesFromScores(pieces),
+            new BpeOptions { UnkToken = "<unk>", ByteFallback = true, FuseUnk = true });
+        return new Tokenizer(bpe, normalizer, null, null, decoder, [], new SpecialTokens { Unk = "<unk>", Bos = "<s>", Eos = "</s>" });
+    });
+
+    /// <summary>Llama-style SentencePiece BPE: ▁ for spaces with a dummy prefix, byte fallback on decode.</summary>
+    private static (INormalizer Normalizer, IDecoder Decoder) SentencePieceBpePipeline(bool addDummyPrefix)
+    {
+        var replace = new ReplaceNormalizer(TokenizerPattern.FromLiteral(" "), "\u2581");
+        INormalizer normalizer = addDummyPrefix ? new SequenceNormalizer([new PrependNormalizer("\u2581"), replace]) : new SequenceNormalizer([replace]);
+        var decoders = new List<IDecoder>
+        {
+            new ReplaceDecoder(new ReplaceNormalizer(TokenizerPattern.FromLiteral("\u2581"), " ")), new ByteFallbackDecoder(), new FuseDecoder(),
+        };
+        if (addDummyPrefix)
+            decoders.Add(new StripDecoder(' ', 1, 0));
+        return (normalizer, new SequenceDecoder(decoders));
+    }
+
+    /// <summary>Errors of the parts (a vocabulary without its unknown token, a merge of missing tokens...) name the file.</summary>
+    private static Tokenizer Named(string path, Func<Tokenizer> build)
+    {
+        try
+        {
+            return build();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException && !e.Message.Contains(path, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{path}: {e.Message}", e);
+        }
     }
 
     /// <summary>

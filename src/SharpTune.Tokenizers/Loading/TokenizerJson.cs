@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using SharpTune.Tokenizers.Models;
 using SharpTune.Tokenizers.Pipeline;
 
@@ -16,59 +15,64 @@ internal static class TokenizerJson
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidDataException($"{path} is empty");
+            root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path} is not a JSON object");
         }
         catch (System.Text.Json.JsonException e)
         {
             throw new InvalidDataException($"{path} is not valid JSON: {e.Message}", e);
         }
-        return Parse(root, path, TokenizerConfig.Read(Path.GetDirectoryName(Path.GetFullPath(path))!));
+        return Parse(root, path, TokenizerConfig.Load(Path.GetDirectoryName(Path.GetFullPath(path))!).SpecialTokens);
     }
 
+    /// <summary>
+    /// Builds the tokenizer a tokenizer.json describes. Whatever is wrong in it (wrong types, missing parts, ids out of range,
+    /// invalid regexes) ends in one <see cref="InvalidDataException"/> whose message names <paramref name="source"/>.
+    /// </summary>
     public static Tokenizer Parse(JsonObject root, string source, SpecialTokens? specialTokens)
     {
-        var reader = new Reader(source);
-        var model = reader.Model(root["model"] ?? throw new InvalidDataException($"{source} has no \"model\""));
-        var added = (root["added_tokens"] as JsonArray ?? []).Select(t => new AddedToken(
-            reader.Str(t!, "content"), t!["id"]!.GetValue<int>(), Bool(t, "special", false), Bool(t, "single_word", false),
-            Bool(t, "lstrip", false), Bool(t, "rstrip", false), Bool(t, "normalized", !Bool(t, "special", false)))).ToList();
-        var tokenizer = new Tokenizer(root, reader.Normalizer(root["normalizer"]), reader.PreTokenizer(root["pre_tokenizer"]), model,
-            reader.PostProcessor(root["post_processor"]), reader.Decoder(root["decoder"]), added, specialTokens)
+        try
         {
-            Truncation = Truncation(root["truncation"]),
-            Padding = Padding(root["padding"]),
-        };
-        return tokenizer;
+            var modelNode = root["model"] ?? throw new InvalidDataException($"{source} has no \"model\"");
+            var addedNodes = root["added_tokens"] switch
+            {
+                null => [],
+                JsonArray array => array,
+                var other => throw new InvalidDataException($"{source}: \"added_tokens\" must be an array (got {Show(other)})"),
+            };
+            // Ids index arrays (the model's id → token table, embeddings): they must be dense enough to bound memory.
+            var entries = (modelNode["vocab"] switch { JsonObject o => o.Count, JsonArray a => a.Count, _ => 0 }) + addedNodes.Count;
+            var reader = new Reader(source, idLimit: 2L * entries + 256);
+            var model = reader.Model(modelNode);
+            var added = addedNodes.Select(t => t is JsonObject ? new AddedToken(reader.Str(t, "content"), reader.Id(t["id"], "added token id"),
+                Bool(t, "special", false), Bool(t, "single_word", false), Bool(t, "lstrip", false), Bool(t, "rstrip", false),
+                Bool(t, "normalized", !Bool(t, "special", false)))
+                : throw new InvalidDataException($"{source}: added token {Show(t)} is not an object")).ToList();
+            return new Tokenizer(root, reader.Normalizer(root["normalizer"]), reader.PreTokenizer(root["pre_tokenizer"]), model,
+                reader.PostProcessor(root["post_processor"]), reader.Decoder(root["decoder"]), added, specialTokens,
+                new EncodeOptions { Truncation = reader.Truncation(root["truncation"]), Padding = reader.Padding(root["padding"]) });
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException or IndexOutOfRangeException
+                                      or ArgumentException or KeyNotFoundException or OverflowException or InvalidCastException)
+        {
+            // A value of the wrong type or shape somewhere the reader takes it on trust.
+            throw new InvalidDataException($"{source}: malformed tokenizer definition ({e.Message})", e);
+        }
     }
 
-    /// <summary>The normalizer and pre-tokenizer of a definition (what trainers need to split a corpus into words).</summary>
-    public static (INormalizer?, IPreTokenizer?) Pipeline(JsonNode? normalizer, JsonNode? preTokenizer, string source)
+    internal static string Show(JsonNode? node)
     {
-        var reader = new Reader(source);
-        return (reader.Normalizer(normalizer), reader.PreTokenizer(preTokenizer));
+        var text = node?.ToJsonString() ?? "null";
+        return text.Length <= 60 ? text : text[..57] + "...";
     }
 
     internal static bool Bool(JsonNode? node, string key, bool fallback) =>
-        node?[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
+        node is JsonObject o && o[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : fallback;
 
-    internal static string? OptStr(JsonNode? node, string key) => node?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+    internal static string? OptStr(JsonNode? node, string key) => node is JsonObject o && o[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 
-    private static TruncationOptions? Truncation(JsonNode? node) => node is not JsonObject t ? null : new TruncationOptions(t["max_length"]!.GetValue<int>())
-    {
-        Stride = t["stride"]?.GetValue<int>() ?? 0,
-        Strategy = OptStr(t, "strategy") switch { "OnlyFirst" => TruncationStrategy.OnlyFirst, "OnlySecond" => TruncationStrategy.OnlySecond, _ => TruncationStrategy.LongestFirst },
-        Direction = OptStr(t, "direction") == "Left" ? Direction.Left : Direction.Right,
-    };
+    private static string? OptStr(JsonArray array, int index) => array[index] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 
-    private static PaddingOptions? Padding(JsonNode? node) => node is not JsonObject p ? null : new PaddingOptions
-    {
-        Length = p["strategy"] is JsonObject s && s["Fixed"] is { } fixedLength ? fixedLength.GetValue<int>() : null,
-        PadToMultipleOf = p["pad_to_multiple_of"]?.GetValue<int>(),
-        PadId = p["pad_id"]?.GetValue<int>() ?? 0,
-        PadTypeId = p["pad_type_id"]?.GetValue<int>() ?? 0,
-        PadToken = OptStr(p, "pad_token") ?? "[PAD]",
-        Direction = OptStr(p, "direction") == "Left" ? Direction.Left : Direction.Right,
-    };
+    private static string? OptStr(JsonNode? node) => node is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 
     public static JsonNode? TruncationToJson(TruncationOptions? t) => t is null ? null : new JsonObject
     {
@@ -89,15 +93,53 @@ internal static class TokenizerJson
     };
 
     /// <summary>Builds pipeline components; every error names the component type and the source file.</summary>
-    private sealed class Reader(string source)
+    private sealed class Reader(string source, long idLimit = int.MaxValue + 1L)
     {
+        /// <summary>An integer in [<paramref name="min"/>, <paramref name="max"/>]; anything else names the value and the file.</summary>
+        public int Int(JsonNode? node, string what, long min = 0, long max = int.MaxValue)
+        {
+            // Values built in memory hold an int; parsed ones a JSON number that may not fit one.
+            long? value = node is not JsonValue v ? null : v.TryGetValue<int>(out var i) ? i : v.TryGetValue<long>(out var l) ? l : null;
+            if (value >= min && value <= max)
+                return (int)value.Value;
+            throw new InvalidDataException($"{source}: {what} must be an integer in [{min}, {max}] (got {Show(node)})");
+        }
+
+        public int? OptInt(JsonNode? node, string what, long min = 0, long max = int.MaxValue) => node is null ? null : Int(node, what, min, max);
+
+        /// <summary>A token id: non-negative and below twice the number of tokens defined (plus 256).</summary>
+        public int Id(JsonNode? node, string what) => Int(node, what, 0, idLimit - 1);
+
+        public TruncationOptions? Truncation(JsonNode? node) => node is not JsonObject t ? null
+            : new TruncationOptions(Int(t["max_length"], "truncation max_length"))
+            {
+                Stride = OptInt(t["stride"], "truncation stride") ?? 0,
+                Strategy = OptStr(t, "strategy") switch { "OnlyFirst" => TruncationStrategy.OnlyFirst, "OnlySecond" => TruncationStrategy.OnlySecond, _ => TruncationStrategy.LongestFirst },
+                Direction = OptStr(t, "direction") == "Left" ? Direction.Left : Direction.Right,
+            };
+
+        public PaddingOptions? Padding(JsonNode? node) => node is not JsonObject p ? null : new PaddingOptions
+        {
+            Length = p["strategy"] is JsonObject s && s["Fixed"] is { } fixedLength ? Int(fixedLength, "padding length") : null,
+            PadToMultipleOf = OptInt(p["pad_to_multiple_of"], "pad_to_multiple_of"),
+            PadId = OptInt(p["pad_id"], "pad_id") ?? 0,
+            PadTypeId = OptInt(p["pad_type_id"], "pad_type_id") ?? 0,
+            PadToken = OptStr(p, "pad_token") ?? "[PAD]",
+            Direction = OptStr(p, "direction") == "Left" ? Direction.Left : Direction.Right,
+        };
+
         public string Str(JsonNode node, string key) =>
             OptStr(node, key) ?? throw new InvalidDataException($"{source}: missing string \"{key}\" in {node.ToJsonString()[..Math.Min(80, node.ToJsonString().Length)]}");
 
         private InvalidDataException Unknown(string kind, string? type) =>
             new($"Unsupported {kind} type '{type ?? "(none)"}' in {source}");
 
-        private static IEnumerable<JsonNode> Items(JsonNode? node, string key) => (node?[key] as JsonArray ?? []).OfType<JsonNode>();
+        private IEnumerable<JsonNode> Items(JsonNode? node, string key) => node?[key] switch
+        {
+            null => [],
+            JsonArray array => array.Select(item => item ?? throw new InvalidDataException($"{source}: \"{key}\" holds a null")),
+            var other => throw new InvalidDataException($"{source}: \"{key}\" must be an array (got {Show(other)})"),
+        };
 
         public INormalizer? Normalizer(JsonNode? node)
         {
@@ -124,14 +166,23 @@ internal static class TokenizerJson
 
         private ReplaceNormalizer Replace(JsonNode node)
         {
-            var (literal, regex) = Pattern(node["pattern"]);
-            return new ReplaceNormalizer(literal, regex, Str(node, "content"));
+            return new ReplaceNormalizer(Pattern(node["pattern"]), Str(node, "content"));
         }
 
-        private (string? Literal, string? Regex) Pattern(JsonNode? pattern) =>
-            OptStr(pattern, "String") is { } literal ? (literal, null)
-            : OptStr(pattern, "Regex") is { } regex ? (null, regex)
-            : throw new InvalidDataException($"{source}: pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}");
+        private TokenizerPattern Pattern(JsonNode? pattern)
+        {
+            if (OptStr(pattern, "String") is { } literal)
+                return TokenizerPattern.FromLiteral(literal);
+            var regex = OptStr(pattern, "Regex") ?? throw new InvalidDataException($"{source}: pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}");
+            try
+            {
+                return TokenizerPattern.FromRegex(regex, source);
+            }
+            catch (ArgumentException e)
+            {
+                throw new InvalidDataException($"{source}: {e.Message}", e);
+            }
+        }
 
         public IPreTokenizer? PreTokenizer(JsonNode? node)
         {
@@ -156,9 +207,7 @@ internal static class TokenizerJson
 
         private SplitPreTokenizer SplitPre(JsonNode node)
         {
-            var (literal, regex) = Pattern(node["pattern"]);
-            var compiled = new Regex(regex ?? Regex.Escape(literal!), RegexOptions.CultureInvariant | RegexOptions.Compiled);
-            return new SplitPreTokenizer(compiled, Behavior(node, SplitBehavior.Isolated), Bool(node, "invert", false));
+            return new SplitPreTokenizer(Pattern(node["pattern"]), Behavior(node, SplitBehavior.Isolated), Bool(node, "invert", false));
         }
 
         private SplitBehavior Behavior(JsonNode node, SplitBehavior fallback) => OptStr(node, "behavior") switch
@@ -199,12 +248,14 @@ internal static class TokenizerJson
                     });
                 case "WordPiece":
                     return new WordPieceModel(Vocab(node), OptStr(node, "unk_token") ?? "[UNK]",
-                        OptStr(node, "continuing_subword_prefix") ?? "##", node["max_input_chars_per_word"]?.GetValue<int>() ?? 100);
+                        OptStr(node, "continuing_subword_prefix") ?? "##", OptInt(node["max_input_chars_per_word"], "max_input_chars_per_word") ?? 100);
                 case "WordLevel":
                     return new WordLevelModel(Vocab(node), OptStr(node, "unk_token") ?? "<unk>");
                 case "Unigram":
-                    var pieces = Items(node, "vocab").Select(p => (p[0]!.GetValue<string>(), p[1]!.GetValue<double>())).ToList();
-                    return new UnigramModel(pieces, node["unk_id"]?.GetValue<int>(), Bool(node, "byte_fallback", false));
+                    var pieces = Items(node, "vocab").Select(p => p is JsonArray { Count: 2 } a && OptStr(a, 0) is { } piece
+                        && a[1] is JsonValue v && v.TryGetValue<double>(out var score) ? (piece, score)
+                        : throw new InvalidDataException($"{source}: Unigram vocab entry {Show(p)} is not [piece, score]")).ToList();
+                    return new UnigramModel(pieces, OptInt(node["unk_id"], "unk_id", 0, pieces.Count - 1), Bool(node, "byte_fallback", false));
                 default:
                     throw Unknown("model", type);
             }
@@ -215,15 +266,15 @@ internal static class TokenizerJson
             var vocab = node["vocab"] as JsonObject ?? throw new InvalidDataException($"{source}: model has no \"vocab\" object");
             var result = new Dictionary<string, int>(vocab.Count, StringComparer.Ordinal);
             foreach (var (token, id) in vocab)
-                result[token] = id!.GetValue<int>();
+                result[token] = Id(id, $"vocab id of {Show(JsonValue.Create(token))}");
             return result;
         }
 
         private List<(string, string)> Merges(JsonNode node) => Items(node, "merges").Select(m =>
         {
-            if (m is JsonArray pair)
-                return (pair[0]!.GetValue<string>(), pair[1]!.GetValue<string>());
-            var s = m.GetValue<string>();
+            if (m is JsonArray { Count: 2 } pair && OptStr(pair, 0) is { } left && OptStr(pair, 1) is { } right)
+                return (left, right);
+            var s = m is JsonValue v && v.TryGetValue<string>(out var text) ? text : throw new InvalidDataException($"{source}: bad merge {Show(m)}");
             var space = s.IndexOf(' ', 1);
             return space < 0 ? throw new InvalidDataException($"{source}: bad merge '{s}'") : (s[..space], s[(space + 1)..]);
         }).ToList();
@@ -245,21 +296,24 @@ internal static class TokenizerJson
             };
         }
 
-        private static (string, int) TokenAndId(JsonNode? node) => (node![0]!.GetValue<string>(), node[1]!.GetValue<int>());
+        private (string, int) TokenAndId(JsonNode? node) => node is JsonArray { Count: 2 } a && OptStr(a, 0) is { } token
+            ? (token, Id(a[1], $"id of {token}"))
+            : throw new InvalidDataException($"{source}: expected [token, id], got {Show(node)}");
 
         private TemplateProcessor Template(JsonNode node)
         {
             List<TemplatePiece> Pieces(string key) => Items(node, key).Select(p =>
                 p["SpecialToken"] is { } special
-                    ? new TemplatePiece(Str(special, "id"), -1, special["type_id"]?.GetValue<int>() ?? 0)
+                    ? new TemplatePiece(Str(special, "id"), -1, OptInt(special["type_id"], "type_id") ?? 0)
                     : p["Sequence"] is { } sequence
-                        ? new TemplatePiece(null, Str(sequence, "id") == "B" ? 1 : 0, sequence["type_id"]?.GetValue<int>() ?? 0)
+                        ? new TemplatePiece(null, Str(sequence, "id") == "B" ? 1 : 0, OptInt(sequence["type_id"], "type_id") ?? 0)
                         : throw new InvalidDataException($"{source}: bad template piece {p.ToJsonString()}")).ToList();
             var specials = new Dictionary<string, TemplateSpecialToken>();
             if (node["special_tokens"] is JsonObject map)
                 foreach (var (name, value) in map)
                     specials[name] = new TemplateSpecialToken(name,
-                        Items(value, "ids").Select(i => i.GetValue<int>()).ToArray(), Items(value, "tokens").Select(t => t.GetValue<string>()).ToArray());
+                        Items(value, "ids").Select(i => Id(i, $"id of special token {name}")).ToArray(),
+                        Items(value, "tokens").Select(t => OptStr(t) ?? throw new InvalidDataException($"{source}: special token {name} has a token {Show(t)} that is not a string")).ToArray());
             return new TemplateProcessor(Pieces("single"), Pieces("pair"), specials);
         }
 
@@ -277,42 +331,10 @@ internal static class TokenizerJson
                 "ByteFallback" => new ByteFallbackDecoder(),
                 "Fuse" => new FuseDecoder(),
                 "Replace" => new ReplaceDecoder(Replace(node)),
-                "Strip" => new StripDecoder(Str(node, "content")[0], node["start"]?.GetValue<int>() ?? 0, node["stop"]?.GetValue<int>() ?? 0),
+                "Strip" => new StripDecoder(Str(node, "content")[0], OptInt(node["start"], "Strip start") ?? 0, OptInt(node["stop"], "Strip stop") ?? 0),
                 "BPEDecoder" => new BpeDecoder(OptStr(node, "suffix") ?? "</w>"),
                 _ => throw Unknown("decoder", type),
             };
         }
-    }
-}
-
-/// <summary>Reads special tokens from tokenizer_config.json and special_tokens_map.json (either may be absent).</summary>
-internal static class TokenizerConfig
-{
-    public static SpecialTokens? Read(string directory)
-    {
-        var values = new Dictionary<string, string>();
-        foreach (var file in new[] { "tokenizer_config.json", "special_tokens_map.json" })
-        {
-            var path = Path.Combine(directory, file);
-            if (!File.Exists(path))
-                continue;
-            var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
-                       ?? throw new InvalidDataException($"{path} is not a JSON object");
-            foreach (var key in new[] { "bos_token", "eos_token", "unk_token", "pad_token", "cls_token", "sep_token", "mask_token" })
-                if (root[key] switch { JsonValue v when v.TryGetValue<string>(out var s) => s, JsonObject o => TokenizerJson.OptStr(o, "content"), _ => null } is { } token)
-                    values[key] = token;
-        }
-        if (values.Count == 0)
-            return null;
-        return new SpecialTokens
-        {
-            Bos = values.GetValueOrDefault("bos_token"),
-            Eos = values.GetValueOrDefault("eos_token"),
-            Unk = values.GetValueOrDefault("unk_token"),
-            Pad = values.GetValueOrDefault("pad_token"),
-            Cls = values.GetValueOrDefault("cls_token"),
-            Sep = values.GetValueOrDefault("sep_token"),
-            Mask = values.GetValueOrDefault("mask_token"),
-        };
     }
 }

@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using System.Text;
+using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers.Models;
 
@@ -16,6 +18,8 @@ public sealed record BpeOptions
 /// <summary>Byte-pair encoding with ranked merges (GPT-2, RoBERTa, Llama, ...), applied exactly like Hugging Face's.</summary>
 public sealed class BpeModel : ITokenizerModel, IIdTokenizerModel
 {
+    public JsonObject ToJson() => Definitions.Typed("BPE", ("dropout", null), ("unk_token", Options.UnkToken), ("continuing_subword_prefix", Options.ContinuingSubwordPrefix), ("end_of_word_suffix", Options.EndOfWordSuffix), ("fuse_unk", Options.FuseUnk), ("byte_fallback", Options.ByteFallback), ("ignore_merges", Options.IgnoreMerges), ("vocab", Definitions.Vocab(_vocab)), ("merges", Definitions.Merges(Merges)));
+
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly string[] _idToToken;

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers.Models;
 
@@ -14,6 +16,9 @@ public interface ITokenizerModel
     string? IdToToken(int id);
     int VocabSize { get; }
     IReadOnlyDictionary<string, int> GetVocab();
+
+    /// <summary>This model as a tokenizer.json "model" object.</summary>
+    JsonObject ToJson();
 }
 
 /// <summary>A model that can append just the ids of a word, without building its tokens when they are cached.</summary>
@@ -43,10 +48,22 @@ internal sealed class WordCache(int capacity = 200_000)
 
 internal static class VocabHelpers
 {
+    /// <summary>Token → id for a list of tokens where the id is the position (the first of duplicates wins).</summary>
+    public static Dictionary<string, int> FromList(IReadOnlyList<string> tokens)
+    {
+        var vocab = new Dictionary<string, int>(tokens.Count, StringComparer.Ordinal);
+        for (var i = 0; i < tokens.Count; i++)
+            vocab.TryAdd(tokens[i], i);
+        return vocab;
+    }
+
     public static string[] InvertVocab(IReadOnlyDictionary<string, int> vocab)
     {
-        var size = vocab.Count == 0 ? 0 : vocab.Values.Max() + 1;
-        var tokens = new string[size];
+        // Ids index this table: negative ones, or ones far beyond the vocabulary's size (a 1e9 id would take gigabytes), are refused.
+        var max = vocab.Count == 0 ? -1 : vocab.Values.Max();
+        if (vocab.Count > 0 && (vocab.Values.Min() < 0 || max >= 2L * vocab.Count + 256))
+            throw new ArgumentException($"vocabulary ids must be in [0, {2L * vocab.Count + 256}) for {vocab.Count} tokens (got {vocab.Values.Min()}..{max})");
+        var tokens = new string[max + 1];
         foreach (var (token, id) in vocab)
             tokens[id] = token;
         return tokens;

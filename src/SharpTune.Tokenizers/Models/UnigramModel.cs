@@ -1,8 +1,13 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Loading;
+
 namespace SharpTune.Tokenizers.Models;
 
 /// <summary>SentencePiece unigram language model: the most likely segmentation by Viterbi, as Hugging Face computes it.</summary>
 public sealed class UnigramModel : ITokenizerModel
 {
+    public JsonObject ToJson() => Definitions.Typed("Unigram", ("unk_id", UnkId), ("vocab", Definitions.Array(Pieces.Select(p => new JsonArray(p.Piece, p.Score)))), ("byte_fallback", ByteFallback));
+
     private const double UnkPenalty = 10.0;
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;

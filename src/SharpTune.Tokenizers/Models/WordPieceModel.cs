@@ -1,8 +1,13 @@
+using System.Text.Json.Nodes;
+using SharpTune.Tokenizers.Loading;
+
 namespace SharpTune.Tokenizers.Models;
 
 /// <summary>BERT's greedy longest-match-first WordPiece.</summary>
 public sealed class WordPieceModel : ITokenizerModel
 {
+    public JsonObject ToJson() => Definitions.Typed("WordPiece", ("unk_token", UnkToken), ("continuing_subword_prefix", ContinuingSubwordPrefix), ("max_input_chars_per_word", MaxInputCharsPerWord), ("vocab", Definitions.Vocab(_vocab)));
+
     private const int WordStart = 0, Continuation = 1; // trie roots
 
     private readonly Dictionary<string, int> _vocab;
@@ -72,6 +77,8 @@ public sealed class WordPieceModel : ITokenizerModel
 /// <summary>Whole-word lookup with an unknown token.</summary>
 public sealed class WordLevelModel : ITokenizerModel
 {
+    public JsonObject ToJson() => Definitions.Typed("WordLevel", ("vocab", Definitions.Vocab(_vocab)), ("unk_token", UnkToken));
+
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _lookup;
     private readonly string[] _idToToken;

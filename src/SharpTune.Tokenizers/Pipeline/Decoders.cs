@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using System.Text;
+using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers.Pipeline;
 
@@ -6,10 +8,15 @@ namespace SharpTune.Tokenizers.Pipeline;
 public interface IDecoder
 {
     List<string> DecodeChain(List<string> tokens);
+
+    /// <summary>This decoder as a tokenizer.json "decoder" object.</summary>
+    JsonObject ToJson();
 }
 
 public sealed class SequenceDecoder(IReadOnlyList<IDecoder> decoders) : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("Sequence", ("decoders", Definitions.Array(Decoders.Select(d => d.ToJson()))));
+
     public IReadOnlyList<IDecoder> Decoders { get; } = decoders;
 
     public List<string> DecodeChain(List<string> tokens)
@@ -23,6 +30,8 @@ public sealed class SequenceDecoder(IReadOnlyList<IDecoder> decoders) : IDecoder
 /// <summary>Maps byte-level chars back to bytes and decodes UTF-8 (invalid bytes become U+FFFD).</summary>
 public sealed class ByteLevelDecoder : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("ByteLevel", ("add_prefix_space", true), ("trim_offsets", true), ("use_regex", true));
+
     public List<string> DecodeChain(List<string> tokens)
     {
         var bytes = new List<byte>();
@@ -41,6 +50,8 @@ public sealed class ByteLevelDecoder : IDecoder
 /// <summary>Joins WordPiece tokens: continuation pieces glue to the previous one, others get a space; optional cleanup.</summary>
 public sealed class WordPieceDecoder(string prefix, bool cleanup) : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("WordPiece", ("prefix", Prefix), ("cleanup", Cleanup));
+
     public string Prefix { get; } = prefix;
     public bool Cleanup { get; } = cleanup;
 
@@ -67,6 +78,8 @@ public sealed class WordPieceDecoder(string prefix, bool cleanup) : IDecoder
 /// <summary>▁ back to spaces; the space added in front of the text is removed.</summary>
 public sealed class MetaspaceDecoder(char replacement, PrependScheme prependScheme) : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("Metaspace", ("replacement", Replacement.ToString()), ("prepend_scheme", PrependScheme.ToString().ToLowerInvariant()), ("split", true));
+
     public char Replacement { get; } = replacement;
     public PrependScheme PrependScheme { get; } = prependScheme;
 
@@ -87,6 +100,8 @@ public sealed class MetaspaceDecoder(char replacement, PrependScheme prependSche
 /// <summary>Turns runs of &lt;0xXX&gt; tokens back into text (U+FFFD per byte when not valid UTF-8).</summary>
 public sealed class ByteFallbackDecoder : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("ByteFallback");
+
     private static readonly UTF8Encoding Strict = new(false, throwOnInvalidBytes: true);
 
     public List<string> DecodeChain(List<string> tokens)
@@ -127,24 +142,30 @@ public sealed class ByteFallbackDecoder : IDecoder
 /// <summary>Concatenates all tokens into one.</summary>
 public sealed class FuseDecoder : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("Fuse");
+
     public List<string> DecodeChain(List<string> tokens) => [string.Concat(tokens)];
 }
 
 public sealed class ReplaceDecoder(ReplaceNormalizer replace) : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("Replace", ("pattern", Replace.Pattern.ToJson()), ("content", Replace.Content));
+
+    public ReplaceNormalizer Replace { get; } = replace;
+
     public List<string> DecodeChain(List<string> tokens) => tokens.Select(Apply).ToList();
 
     private string Apply(string token)
     {
-        var matches = replace.Matches(token);
+        var matches = Replace.Pattern.Matches(token);
         if (matches.Count == 0)
             return token;
         var sb = new StringBuilder(token.Length);
         var at = 0;
-        foreach (var (start, length) in matches)
+        foreach (var (start, end) in matches)
         {
-            sb.Append(token, at, start - at).Append(replace.Content);
-            at = start + length;
+            sb.Append(token, at, start - at).Append(Replace.Content);
+            at = end;
         }
         return sb.Append(token, at, token.Length - at).ToString();
     }
@@ -153,6 +174,8 @@ public sealed class ReplaceDecoder(ReplaceNormalizer replace) : IDecoder
 /// <summary>Removes up to <c>start</c> leading and <c>stop</c> trailing <c>content</c> chars from every token.</summary>
 public sealed class StripDecoder(char content, int start, int stop) : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("Strip", ("content", content.ToString()), ("start", start), ("stop", stop));
+
     public List<string> DecodeChain(List<string> tokens) => tokens.Select(token =>
     {
         var from = 0;
@@ -168,6 +191,8 @@ public sealed class StripDecoder(char content, int start, int stop) : IDecoder
 /// <summary>Original BPE (end-of-word suffix): the suffix becomes a space.</summary>
 public sealed class BpeDecoder(string suffix) : IDecoder
 {
+    public JsonObject ToJson() => Definitions.Typed("BPEDecoder", ("suffix", suffix));
+
     public List<string> DecodeChain(List<string> tokens) =>
         tokens.Select((t, i) => t.Replace(suffix, i == tokens.Count - 1 ? "" : " ")).ToList();
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using System.Text;
-using System.Text.RegularExpressions;
+using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers.Pipeline;
 
@@ -8,6 +9,9 @@ namespace SharpTune.Tokenizers.Pipeline;
 public interface INormalizer
 {
     void Normalize(NormalizedString text);
+
+    /// <summary>This normalizer as a tokenizer.json "normalizer" object.</summary>
+    JsonObject ToJson();
 }
 
 /// <summary>Unicode classification shared by the pipeline, following Hugging Face's (Rust) definitions.</summary>
@@ -64,6 +68,8 @@ internal static class UnicodeRules
 
 public sealed class SequenceNormalizer(IReadOnlyList<INormalizer> normalizers) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Sequence", ("normalizers", Definitions.Array(Normalizers.Select(n => n.ToJson()))));
+
     public IReadOnlyList<INormalizer> Normalizers { get; } = normalizers;
 
     public void Normalize(NormalizedString text)
@@ -76,6 +82,8 @@ public sealed class SequenceNormalizer(IReadOnlyList<INormalizer> normalizers) :
 /// <summary>Unicode normalization forms (NFC, NFD, NFKC, NFKD).</summary>
 public sealed class UnicodeNormalizer(NormalizationForm form) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed(Form switch { NormalizationForm.FormC => "NFC", NormalizationForm.FormD => "NFD", NormalizationForm.FormKC => "NFKC", _ => "NFKD" });
+
     public NormalizationForm Form { get; } = form;
 
     public void Normalize(NormalizedString text)
@@ -125,6 +133,8 @@ public sealed class UnicodeNormalizer(NormalizationForm form) : INormalizer
 
 public sealed class LowercaseNormalizer : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Lowercase");
+
     public void Normalize(NormalizedString text)
     {
         var span = text.Span;
@@ -142,6 +152,8 @@ public sealed class LowercaseNormalizer : INormalizer
 /// <summary>Removes non-spacing marks (use after NFD to strip accents).</summary>
 public sealed class StripAccentsNormalizer : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("StripAccents");
+
     public void Normalize(NormalizedString text)
     {
         if (!text.AnyRune(r => Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark, '\0', '\u007F'))
@@ -156,6 +168,8 @@ public sealed class StripAccentsNormalizer : INormalizer
 
 public sealed class StripNormalizer(bool left, bool right) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Strip", ("strip_left", Left), ("strip_right", Right));
+
     public bool Left { get; } = left;
     public bool Right { get; } = right;
 
@@ -180,6 +194,8 @@ public sealed class StripNormalizer(bool left, bool right) : INormalizer
 
 public sealed class PrependNormalizer(string prefix) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Prepend", ("prepend", Prefix));
+
     public string Prefix { get; } = prefix;
 
     public void Normalize(NormalizedString text) => text.Prepend(Prefix);
@@ -188,34 +204,34 @@ public sealed class PrependNormalizer(string prefix) : INormalizer
 /// <summary>Replaces every match of a literal string or a regex by <see cref="Content"/>.</summary>
 public sealed class ReplaceNormalizer : INormalizer
 {
-    private readonly Regex? _regex;
+    public JsonObject ToJson() => Definitions.Typed("Replace", ("pattern", Pattern.ToJson()), ("content", Content));
 
-    public ReplaceNormalizer(string? literal, string? regex, string content)
+    public ReplaceNormalizer(TokenizerPattern pattern, string content)
     {
-        Literal = literal;
-        _regex = regex is null ? null : new Regex(regex, RegexOptions.CultureInvariant);
+        Pattern = pattern;
         Content = content;
     }
 
-    public string? Literal { get; }
+    public TokenizerPattern Pattern { get; }
     public string Content { get; }
 
     public void Normalize(NormalizedString text)
     {
         // A literal replaced by as many chars maps char for char: the alignment stays as it is.
-        if (_regex is null && !string.IsNullOrEmpty(Literal) && Content.Length == Literal.Length)
+        if (Pattern.Literal is { Length: > 0 } literal && Content.Length == literal.Length)
         {
-            if (text.Span.IndexOf(Literal, StringComparison.Ordinal) >= 0)
-                text.ReplaceSameLength(text.Text.Replace(Literal, Content, StringComparison.Ordinal));
+            if (text.Span.IndexOf(literal, StringComparison.Ordinal) >= 0)
+                text.ReplaceSameLength(text.Text.Replace(literal, Content, StringComparison.Ordinal));
             return;
         }
-        var matches = Matches(text.Text);
+        var matches = Pattern.Matches(text.Text);
         if (matches.Count == 0)
             return;
         var builder = new NormalizedString.Builder(text.Length + 8);
         var at = 0;
-        foreach (var (start, length) in matches)
+        foreach (var (start, end) in matches)
         {
+            var length = end - start;
             builder.AppendRange(text, at, start);
             if (Content.Length == length)
                 for (var i = 0; i < length; i++)
@@ -227,28 +243,13 @@ public sealed class ReplaceNormalizer : INormalizer
         builder.AppendRange(text, at, text.Length);
         text.Assign(builder);
     }
-
-    internal List<(int Start, int Length)> Matches(string s)
-    {
-        var result = new List<(int, int)>();
-        if (_regex is not null)
-        {
-            foreach (Match match in _regex.Matches(s))
-                if (match.Length > 0)
-                    result.Add((match.Index, match.Length));
-            return result;
-        }
-        if (string.IsNullOrEmpty(Literal))
-            return result;
-        for (var i = s.IndexOf(Literal, StringComparison.Ordinal); i >= 0; i = s.IndexOf(Literal, i + Literal.Length, StringComparison.Ordinal))
-            result.Add((i, Literal.Length));
-        return result;
-    }
 }
 
 /// <summary>BERT's normalizer: clean control chars, space out CJK ideographs, strip accents, lowercase.</summary>
 public sealed class BertNormalizer(bool cleanText, bool handleChineseChars, bool? stripAccents, bool lowercase) : INormalizer
 {
+    public JsonObject ToJson() => Definitions.Typed("BertNormalizer", ("clean_text", CleanText), ("handle_chinese_chars", HandleChineseChars), ("strip_accents", StripAccents), ("lowercase", Lowercase));
+
     public bool CleanText { get; } = cleanText;
     public bool HandleChineseChars { get; } = handleChineseChars;
     public bool? StripAccents { get; } = stripAccents;

@@ -1,7 +1,8 @@
 using System.Buffers;
 using System.Globalization;
+using System.Text.Json.Nodes;
 using System.Text;
-using System.Text.RegularExpressions;
+using SharpTune.Tokenizers.Loading;
 
 namespace SharpTune.Tokenizers.Pipeline;
 
@@ -10,6 +11,9 @@ public interface IPreTokenizer
 {
     /// <summary>Splits <paramref name="input"/> and appends the pieces to <paramref name="output"/>.</summary>
     void Split(NormalizedString input, List<NormalizedString> output);
+
+    /// <summary>This pre-tokenizer as a tokenizer.json "pre_tokenizer" object.</summary>
+    JsonObject ToJson();
 }
 
 /// <summary>
@@ -118,18 +122,16 @@ internal static class Splitting
         return pieces;
     }
 
-    public static List<(int, int, bool)> ByRegex(string text, Regex regex, bool invert)
+    public static List<(int, int, bool)> ByPattern(string text, TokenizerPattern pattern, bool invert)
     {
         var pieces = new List<(int, int, bool)>();
         var at = 0;
-        foreach (Match match in regex.Matches(text))
+        foreach (var (start, end) in pattern.Matches(text))
         {
-            if (match.Length == 0)
-                continue;
-            if (match.Index > at)
-                pieces.Add((at, match.Index, invert));
-            pieces.Add((match.Index, match.Index + match.Length, !invert));
-            at = match.Index + match.Length;
+            if (start > at)
+                pieces.Add((at, start, invert));
+            pieces.Add((start, end, !invert));
+            at = end;
         }
         if (text.Length > at)
             pieces.Add((at, text.Length, invert));
@@ -171,6 +173,8 @@ internal static class Splitting
 
 public sealed class SequencePreTokenizer(IReadOnlyList<IPreTokenizer> preTokenizers) : IPreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Sequence", ("pretokenizers", Definitions.Array(PreTokenizers.Select(p => p.ToJson()))));
+
     public IReadOnlyList<IPreTokenizer> PreTokenizers { get; } = preTokenizers;
 
     public void Split(NormalizedString input, List<NormalizedString> output)
@@ -190,6 +194,8 @@ public sealed class SequencePreTokenizer(IReadOnlyList<IPreTokenizer> preTokeniz
 /// <summary>BERT: split on whitespace (dropped) and isolate every punctuation char.</summary>
 public sealed class BertPreTokenizer : IPreTokenizer, IRangePreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("BertPreTokenizer");
+
     private const byte Word = 0, Space = 1, Punct = 2;
 
     // Class of each ASCII char, so the common case costs one table read per char.
@@ -250,6 +256,8 @@ public sealed class BertPreTokenizer : IPreTokenizer, IRangePreTokenizer
 /// <summary>Regex <c>\w+|[^\w\s]+</c>: words and runs of other non-space chars.</summary>
 public sealed class WhitespacePreTokenizer : IPreTokenizer, IRangePreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Whitespace");
+
     public void Split(NormalizedString input, List<NormalizedString> output) => Splitting.SplitByRanges(this, input, output);
 
     public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => word;
@@ -264,6 +272,8 @@ public sealed class WhitespacePreTokenizer : IPreTokenizer, IRangePreTokenizer
 /// <summary>Splits on whitespace only.</summary>
 public sealed class WhitespaceSplitPreTokenizer : IPreTokenizer, IRangePreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("WhitespaceSplit");
+
     public void Split(NormalizedString input, List<NormalizedString> output) => Splitting.SplitByRanges(this, input, output);
 
     public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => word;
@@ -277,6 +287,8 @@ public sealed class WhitespaceSplitPreTokenizer : IPreTokenizer, IRangePreTokeni
 
 public sealed class CharDelimiterSplitPreTokenizer(char delimiter) : IPreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("CharDelimiterSplit", ("delimiter", Delimiter.ToString()));
+
     public char Delimiter { get; } = delimiter;
 
     public void Split(NormalizedString input, List<NormalizedString> output) =>
@@ -285,6 +297,8 @@ public sealed class CharDelimiterSplitPreTokenizer(char delimiter) : IPreTokeniz
 
 public sealed class PunctuationPreTokenizer(SplitBehavior behavior) : IPreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Punctuation", ("behavior", Behavior.ToString()));
+
     public SplitBehavior Behavior { get; } = behavior;
 
     public void Split(NormalizedString input, List<NormalizedString> output) =>
@@ -293,6 +307,8 @@ public sealed class PunctuationPreTokenizer(SplitBehavior behavior) : IPreTokeni
 
 public sealed class DigitsPreTokenizer(bool individualDigits) : IPreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Digits", ("individual_digits", IndividualDigits));
+
     public bool IndividualDigits { get; } = individualDigits;
 
     public void Split(NormalizedString input, List<NormalizedString> output) =>
@@ -302,14 +318,16 @@ public sealed class DigitsPreTokenizer(bool individualDigits) : IPreTokenizer
 }
 
 /// <summary>Splits on a literal string or a regex with a delimiter behavior, optionally inverted (matches are the words).</summary>
-public sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, bool invert) : IPreTokenizer
+public sealed class SplitPreTokenizer(TokenizerPattern pattern, SplitBehavior behavior, bool invert = false) : IPreTokenizer
 {
-    public Regex Pattern { get; } = pattern;
+    public JsonObject ToJson() => Definitions.Typed("Split", ("pattern", Pattern.ToJson()), ("behavior", Behavior.ToString()), ("invert", Invert));
+
+    public TokenizerPattern Pattern { get; } = pattern;
     public SplitBehavior Behavior { get; } = behavior;
     public bool Invert { get; } = invert;
 
     public void Split(NormalizedString input, List<NormalizedString> output) =>
-        Splitting.Apply(input, Splitting.ByRegex(input.Text, Pattern, Invert), Behavior, output);
+        Splitting.Apply(input, Splitting.ByPattern(input.Text, Pattern, Invert), Behavior, output);
 }
 
 public enum PrependScheme { Always, First, Never }
@@ -317,6 +335,8 @@ public enum PrependScheme { Always, First, Never }
 /// <summary>SentencePiece-style: spaces become ▁ (prepended to the text) and words start at each ▁.</summary>
 public sealed class MetaspacePreTokenizer(char replacement, PrependScheme prependScheme, bool split) : IPreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("Metaspace", ("replacement", Replacement.ToString()), ("prepend_scheme", PrependScheme.ToString().ToLowerInvariant()), ("split", SplitWords));
+
     public char Replacement { get; } = replacement;
     public PrependScheme PrependScheme { get; } = prependScheme;
     public bool SplitWords { get; } = split;
@@ -343,6 +363,8 @@ public sealed class MetaspacePreTokenizer(char replacement, PrependScheme prepen
 /// <summary>GPT-2 byte-level: optional prefix space, the GPT-2 split regex, then every UTF-8 byte as a printable char.</summary>
 public sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : IPreTokenizer, IRangePreTokenizer
 {
+    public JsonObject ToJson() => Definitions.Typed("ByteLevel", ("add_prefix_space", AddPrefixSpace), ("trim_offsets", true), ("use_regex", UseRegex));
+
     public bool AddPrefixSpace { get; } = addPrefixSpace;
     public bool UseRegex { get; } = useRegex;
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using System.Text.Json.Nodes;
-using SharpTune.Tokenizers.Loading;
+using System.Text;
+using SharpTune.Tokenizers.Models;
 using SharpTune.Tokenizers.Pipeline;
 
 namespace SharpTune.Tokenizers.Training;
@@ -47,8 +47,7 @@ public static class TokenizerTrainer
     {
         if (options.VocabSize <= 0)
             throw new ArgumentException($"Vocabulary size must be positive (got {options.VocabSize})");
-        var (normalizerJson, preTokenizerJson) = PipelineFor(type);
-        var (normalizer, preTokenizer) = TokenizerJson.Pipeline(normalizerJson, preTokenizerJson, $"{type} trainer");
+        var (normalizer, preTokenizer) = PipelineFor(type);
         var wordCounts = CountWords(texts, normalizer, preTokenizer);
         var specials = options.SpecialTokens ?? type switch
         {
@@ -58,8 +57,9 @@ public static class TokenizerTrainer
             _ => ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"],
         };
         var added = specials.Select((t, i) => new AddedToken(t, i)).ToList();
-        JsonObject model;
-        JsonNode? postProcessor = null, decoder = null;
+        ITokenizerModel model;
+        IPostProcessor? postProcessor = null;
+        IDecoder? decoder = null;
         switch (type)
         {
             case TokenizerType.Unigram:
@@ -69,8 +69,8 @@ public static class TokenizerTrainer
                 {
                     VocabSize = options.VocabSize, SpecialTokens = specials,
                 }, progress);
-                model = Definitions.UnigramModel(pieces, unk is null ? null : specials.ToList().IndexOf(unk), byteFallback: false);
-                decoder = Definitions.Typed("Metaspace", ("replacement", "\u2581"), ("prepend_scheme", "always"), ("split", true));
+                model = new UnigramModel(pieces, unk is null ? null : specials.ToList().IndexOf(unk), byteFallback: false);
+                decoder = new MetaspaceDecoder('\u2581', PrependScheme.Always);
                 break;
             }
             default:
@@ -84,39 +84,38 @@ public static class TokenizerTrainer
                     InitialAlphabet = options.InitialAlphabet ?? (type == TokenizerType.ByteLevelBpe ? ByteLevelAlphabet.ByteToChar : []),
                     ContinuingSubwordPrefix = type == TokenizerType.WordPiece ? "##" : null,
                 }, progress);
-                var vocab = Definitions.Vocab(result.Vocab);
+                var vocab = VocabHelpers.FromList(result.Vocab);
                 if (type == TokenizerType.WordPiece)
                 {
                     var unk = specials.Contains("[UNK]") ? "[UNK]" : specials[0];
-                    model = Definitions.WordPieceModel(vocab, unk);
+                    model = new WordPieceModel(vocab, unk);
                     var cls = specials.Contains("[CLS]") ? "[CLS]" : specials[0];
                     var sep = specials.Contains("[SEP]") ? "[SEP]" : specials[0];
-                    postProcessor = Definitions.BertTemplate(cls, result.Vocab.ToList().IndexOf(cls), sep, result.Vocab.ToList().IndexOf(sep));
-                    decoder = Definitions.Typed("WordPiece", ("prefix", "##"), ("cleanup", true));
+                    postProcessor = TemplateProcessor.Bert(cls, vocab[cls], sep, vocab[sep]);
+                    decoder = new WordPieceDecoder("##", cleanup: true);
                 }
                 else if (type == TokenizerType.ByteLevelBpe)
                 {
-                    model = Definitions.BpeModel(vocab, Definitions.Merges(result.Merges));
-                    postProcessor = Definitions.ByteLevel(addPrefixSpace: true, trimOffsets: false);
-                    decoder = Definitions.ByteLevel(addPrefixSpace: true, trimOffsets: true);
+                    model = new BpeModel(vocab, result.Merges, new BpeOptions());
+                    postProcessor = new ByteLevelProcessor(trimOffsets: false, addPrefixSpace: true);
+                    decoder = new ByteLevelDecoder();
                 }
                 else
-                    model = Definitions.BpeModel(vocab, Definitions.Merges(result.Merges), unk: specials.Contains("[UNK]") ? "[UNK]" : null);
+                    model = new BpeModel(vocab, result.Merges, new BpeOptions { UnkToken = specials.Contains("[UNK]") ? "[UNK]" : null });
                 break;
             }
         }
-        var json = Definitions.Tokenizer(normalizerJson, preTokenizerJson, model, postProcessor, decoder, added);
-        return TokenizerJson.Parse(json, $"trained {type} tokenizer", null);
+        return new Tokenizer(model, normalizer, preTokenizer, postProcessor, decoder, added);
     }
 
     /// <summary>The normalizer and pre-tokenizer of each type (as the fixtures' Hugging Face tokenizers use).</summary>
-    private static (JsonNode? Normalizer, JsonNode? PreTokenizer) PipelineFor(TokenizerType type) => type switch
+    private static (INormalizer? Normalizer, IPreTokenizer? PreTokenizer) PipelineFor(TokenizerType type) => type switch
     {
-        TokenizerType.Bpe => (Definitions.Sequence("Sequence", "normalizers", Definitions.Typed("NFD"), Definitions.Typed("StripAccents")),
-            Definitions.Typed("Whitespace")),
-        TokenizerType.ByteLevelBpe => (null, Definitions.ByteLevel(addPrefixSpace: false, trimOffsets: true)),
-        TokenizerType.WordPiece => (Definitions.BertNormalizer(lowercase: true), Definitions.Typed("BertPreTokenizer")),
-        TokenizerType.Unigram => (Definitions.Typed("NFKC"), Definitions.Metaspace()),
+        TokenizerType.Bpe => (new SequenceNormalizer([new UnicodeNormalizer(NormalizationForm.FormD), new StripAccentsNormalizer()]),
+            new WhitespacePreTokenizer()),
+        TokenizerType.ByteLevelBpe => (null, new ByteLevelPreTokenizer(addPrefixSpace: false, useRegex: true)),
+        TokenizerType.WordPiece => (new BertNormalizer(true, true, null, lowercase: true), new BertPreTokenizer()),
+        TokenizerType.Unigram => (new UnicodeNormalizer(NormalizationForm.FormKC), new MetaspacePreTokenizer('\u2581', PrependScheme.Always, split: true)),
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
 

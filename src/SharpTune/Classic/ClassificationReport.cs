@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Metrics;
+using SharpTune.Reporting;
 
 namespace SharpTune.Classic;
 
@@ -18,7 +19,7 @@ public sealed record ApproachEvaluation(ApproachResult Result, int[] Predicted, 
 }
 
 /// <summary>Evaluates approaches and writes the comparison: <c>metrics.json</c> (one object per approach),
-/// <c>predictions_&lt;approach&gt;.csv</c>, <c>roc.png</c> and <c>pr.png</c>, <c>report.md</c>, and with test texts a
+/// <c>predictions_&lt;approach&gt;.csv</c>, <c>roc.png</c> and <c>pr.png</c> (when <see cref="Charts.Renderer"/> is set), <c>report.md</c>, and with test texts a
 /// <c>submission.csv</c> from the approach with the best eval ROC AUC. Files appear whole or not at all.</summary>
 public static class ClassificationReport
 {
@@ -79,23 +80,24 @@ public static class ClassificationReport
         var metrics = new JsonObject();
         foreach (var evaluation in evaluations)
             metrics[evaluation.Approach] = evaluation.Metrics.DeepClone();
-        WriteAtomically(Path.Combine(outputDirectory, "metrics.json"),
+        IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, "metrics.json"),
             metrics.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
 
         foreach (var evaluation in evaluations)
-            WriteAtomically(Path.Combine(outputDirectory, $"predictions_{evaluation.Approach}.csv"), PredictionsCsv(problem, evaluation));
+            IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, $"predictions_{evaluation.Approach}.csv"), PredictionsCsv(problem, evaluation));
 
         var best = evaluations.MaxBy(e => double.IsNaN(e.RocAuc) ? e.Accuracy - 1 : e.RocAuc)!;
         if (problem.Test is not null && best.Result.TestProbabilities is { } test)
-            WriteAtomically(Path.Combine(outputDirectory, "submission.csv"), SubmissionCsv(problem, test));
+            IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, "submission.csv"), SubmissionCsv(problem, test));
 
         var binary = problem.Labels.Count == 2;
         var curveKind = binary ? "" : " (micro-averaged one-vs-rest)";
-        ReportPlots.Save(Path.Combine(outputDirectory, "roc.png"), $"ROC curve{curveKind}", "False positive rate", "True positive rate",
+        var charts = Charts.Renderer;
+        charts?.SaveCurves(Path.Combine(outputDirectory, "roc.png"), $"ROC curve{curveKind}", "False positive rate", "True positive rate",
             evaluations.Select(e => ($"{e.Approach} (AUC {e.RocAuc:F3})", e.Roc.X, e.Roc.Y)).ToList(), diagonal: true);
-        ReportPlots.Save(Path.Combine(outputDirectory, "pr.png"), $"Precision-recall curve{curveKind}", "Recall", "Precision",
+        charts?.SaveCurves(Path.Combine(outputDirectory, "pr.png"), $"Precision-recall curve{curveKind}", "Recall", "Precision",
             evaluations.Select(e => ($"{e.Approach} (AP {e.Metrics["average_precision"]?.GetValue<double>() ?? double.NaN:F3})", e.PrecisionRecall.X, e.PrecisionRecall.Y)).ToList(), diagonal: false);
-        WriteAtomically(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best));
+        IO.AtomicFile.WriteAllText(Path.Combine(outputDirectory, "report.md"), Markdown(problem, evaluations, best, charts is not null));
     }
 
     private static string PredictionsCsv(ClassificationProblem problem, ApproachEvaluation evaluation)
@@ -141,7 +143,7 @@ public static class ClassificationReport
         return builder.ToString();
     }
 
-    private static string Markdown(ClassificationProblem problem, IReadOnlyList<ApproachEvaluation> evaluations, ApproachEvaluation best)
+    private static string Markdown(ClassificationProblem problem, IReadOnlyList<ApproachEvaluation> evaluations, ApproachEvaluation best, bool withCharts)
     {
         var binary = problem.Labels.Count == 2;
         var builder = new StringBuilder();
@@ -165,7 +167,8 @@ public static class ClassificationReport
         builder.Append("\n## Approaches\n\n");
         foreach (var e in evaluations)
             builder.Append(CultureInfo.InvariantCulture, $"- **{e.Approach}**: {e.Result.Description}\n");
-        builder.Append("\n## Curves\n\n![ROC curves](roc.png)\n\n![Precision-recall curves](pr.png)\n");
+        if (withCharts)
+            builder.Append("\n## Curves\n\n![ROC curves](roc.png)\n\n![Precision-recall curves](pr.png)\n");
         builder.Append("\n## Confusion matrices (rows: true, columns: predicted)\n");
         foreach (var e in evaluations)
         {
@@ -198,13 +201,6 @@ public static class ClassificationReport
 
     private static string Source(Data.LabeledTexts texts) =>
         string.Join(", ", texts.Origins.Select(o => Path.GetFileName(o.File)).Distinct().Take(3));
-
-    internal static void WriteAtomically(string path, string content)
-    {
-        var temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        File.WriteAllText(temp, content, new UTF8Encoding(false));
-        File.Move(temp, path, overwrite: true);
-    }
 
     private static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 

@@ -116,9 +116,7 @@ public sealed class LogisticRegression
     public void Save(string path)
     {
         var state = new SavedState(Options, ClassCount, FeatureCount, _coefficients ?? throw NotFitted(), _intercepts!);
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(state));
-        File.Move(temp, path, overwrite: true);
+        IO.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(state));
     }
 
     public static LogisticRegression Load(string path)

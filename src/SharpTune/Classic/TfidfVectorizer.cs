@@ -80,9 +80,7 @@ public sealed class TfidfVectorizer : CountVectorizer
     public void Save(string path)
     {
         var state = new SavedState(Options, Tfidf, FeatureNames.ToArray(), _idf ?? throw NotFitted());
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(state, Json));
-        File.Move(temp, path, overwrite: true);
+        IO.AtomicFile.WriteAllText(path, JsonSerializer.Serialize(state, Json));
     }
 
     public static TfidfVectorizer Load(string path)

@@ -2,15 +2,14 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CsvHelper;
-using Parquet;
-using Parquet.Schema;
 
 namespace SharpTune.Data;
 
 /// <summary>File formats <see cref="DatasetLoader"/> reads.</summary>
 public enum DatasetFormat
 {
-    /// <summary>From the extension: .csv, .tsv/.tab, .jsonl/.ndjson, .parquet; other text files are sniffed.</summary>
+    /// <summary>From the extension: .csv, .tsv/.tab, .jsonl/.ndjson, .parquet; a .txt or extension-less file is sniffed;
+    /// other extensions are refused rather than guessed.</summary>
     Auto,
     Csv,
     Tsv,
@@ -49,7 +48,7 @@ public sealed class BadRowsException(IReadOnlyList<BadRow> rows, string hint)
 /// <summary>A dataset and the rows skipped while reading it.</summary>
 public sealed record LoadedDataset(Dataset Dataset, IReadOnlyList<BadRow> BadRows);
 
-/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (Parquet.Net) into
+/// <summary>Reads CSV (CsvHelper: RFC 4180 quoting, embedded newlines), TSV (quoted fields, no embedded newlines), JSON Lines and Parquet (with SharpTune.Workflows, see <see cref="UseParquetReader"/>) into
 /// a <see cref="Dataset"/> of strings. UTF-8 with or without BOM. Without an explicit choice a CSV/TSV's first row is
 /// a header when it holds all expected column names, or else unless it looks like data (a numeric, empty or long
 /// field, or repeated values).</summary>
@@ -63,6 +62,8 @@ public static class DatasetLoader
         if (!File.Exists(path))
             throw new FileNotFoundException("data file not found", path);
         var format = options.Format == DatasetFormat.Auto ? DetectFormat(path) : options.Format;
+        if (format != DatasetFormat.Parquet)
+            TextFiles.EnsureUtf8(path);
         return format switch
         {
             DatasetFormat.Csv => ReadDelimited(path, ',', options),
@@ -73,6 +74,9 @@ public static class DatasetLoader
         };
     }
 
+    /// <summary>Extensions read without being told the format.</summary>
+    public const string KnownExtensions = ".csv, .tsv, .tab, .jsonl, .ndjson, .parquet, .pq (or .txt / no extension, sniffed)";
+
     public static DatasetFormat DetectFormat(string path)
     {
         switch (Path.GetExtension(path).ToLowerInvariant())
@@ -81,6 +85,8 @@ public static class DatasetLoader
             case ".tsv" or ".tab": return DatasetFormat.Tsv;
             case ".jsonl" or ".ndjson": return DatasetFormat.JsonLines;
             case ".parquet" or ".pq": return DatasetFormat.Parquet;
+            case ".txt" or "": break;
+            case var other: throw new InvalidDataException($"{path}: unknown data file extension '{other}'; use one of {KnownExtensions}");
         }
         using var reader = new StreamReader(path, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         var first = reader.ReadLine() ?? "";
@@ -92,8 +98,11 @@ public static class DatasetLoader
     private static LoadedDataset ReadDelimited(string path, char delimiter, DatasetLoadOptions options)
     {
         var records = new List<(string[] Fields, long Line)>();
+        // A quoted field never closed swallows every line after it (pandas: "EOF inside string"): always an error.
+        CsvMalformedRecord? unterminated = null;
         var csv = new CsvReaderOptions
         {
+            OnMalformedRecord = record => unterminated ??= record.Reason == CsvMalformedReason.UnterminatedQuote ? record : null,
             Separator = delimiter,
             HasHeader = false,
             TrackLineNumbers = true,
@@ -108,6 +117,9 @@ public static class DatasetLoader
         using (var reader = CsvReader.FromFile(path, csv))
             while (reader.Read())
                 records.Add((reader.Current.ToArray(), reader.LineNumber));
+        if (unterminated is not null)
+            throw new InvalidDataException($"{path}:{unterminated.Value.LineNumber}: a quoted field opened here is never closed (EOF inside string); " +
+                                           "the rest of the file would be read as one field. Close the quote or escape it by doubling (\"\")");
         if (records.Count == 0)
             throw new InvalidDataException($"{path} holds no rows");
 
@@ -161,7 +173,7 @@ public static class DatasetLoader
             {
                 using var document = JsonDocument.Parse(line);
                 if (document.RootElement.ValueKind != JsonValueKind.Object)
-                    throw new JsonException("a JSON Lines row must be an object");
+                    throw new JsonException($"a JSON Lines row must be an object, not {document.RootElement.ValueKind.ToString().ToLowerInvariant()}");
                 var values = new Dictionary<string, string?>(StringComparer.Ordinal);
                 foreach (var property in document.RootElement.EnumerateObject())
                 {
@@ -180,7 +192,8 @@ public static class DatasetLoader
             }
             catch (JsonException exception)
             {
-                bad.Add(new BadRow(new RowOrigin(path, lineNumber), $"invalid JSON ({exception.Message.Split('.')[0]})"));
+                bad.Add(new BadRow(new RowOrigin(path, lineNumber), exception.Message.StartsWith("a JSON Lines row", StringComparison.Ordinal)
+                    ? exception.Message : $"invalid JSON ({exception.Message.Split('.')[0]})"));
             }
         }
         if (bad.Count > 0 && !options.SkipBadRows)
@@ -191,58 +204,24 @@ public static class DatasetLoader
         return new LoadedDataset(new Dataset(names, columns, rows.Select(r => new RowOrigin(path, r.Line)).ToList()), bad);
     }
 
-    private static LoadedDataset ReadParquet(string path) => ReadParquetAsync(path).GetAwaiter().GetResult();
+    private static Func<string, LoadedDataset>? _parquetReader;
 
-    private static async Task<LoadedDataset> ReadParquetAsync(string path)
+    /// <summary>Installs the Parquet reader (<c>SharpTuneWorkflows.Register()</c> from the SharpTune.Workflows package does):
+    /// the core library reads CSV, TSV and JSON Lines itself and leaves Parquet's dependencies to the apps that need them.</summary>
+    public static void UseParquetReader(Func<string, LoadedDataset> reader) => Volatile.Write(ref _parquetReader, reader);
+
+    private static LoadedDataset ReadParquet(string path)
     {
-        await using var reader = await ParquetReader.CreateAsync(path);
-        var fields = reader.Schema.GetDataFields();
-        var columns = fields.Select(_ => new List<string?>()).ToArray();
-        for (var group = 0; group < reader.RowGroupCount; group++)
+        var reader = Volatile.Read(ref _parquetReader) ?? throw new NotSupportedException(
+            $"{path}: reading Parquet needs the SharpTune.Workflows package; reference it and call SharpTuneWorkflows.Register() once at start-up (the sharptune CLI does)");
+        try
         {
-            using var rowGroup = reader.OpenRowGroupReader(group);
-            for (var f = 0; f < fields.Length; f++)
-                columns[f].AddRange(await ReadParquetColumn(rowGroup, fields[f], (int)rowGroup.RowCount, path));
+            return reader(path);
         }
-        var rows = columns.Length == 0 ? 0 : columns[0].Count;
-        // Parquet has no lines; the origin names the row (1-based) instead.
-        var origins = Enumerable.Range(1, rows).Select(i => new RowOrigin($"{path} row", i)).ToList();
-        return new LoadedDataset(new Dataset(fields.Select(f => f.Name).ToList(), columns.Select(c => c.ToArray()).ToList(), origins), []);
-    }
-
-    private static async Task<IEnumerable<string?>> ReadParquetColumn(ParquetRowGroupReader rowGroup, DataField field, int rows, string path)
-    {
-        if (field.IsArray)
-            throw new InvalidDataException($"{path}: column '{field.Name}' is a list; only flat columns can be read");
-        var type = Nullable.GetUnderlyingType(field.ClrType) ?? field.ClrType;
-        // Parquet.Net 6 describes UTF-8 columns as ReadOnlyMemory<char>; they read as strings.
-        if (type == typeof(string) || type == typeof(ReadOnlyMemory<char>))
+        catch (Exception exception) when (exception is not (InvalidDataException or OutOfMemoryException))
         {
-            var values = new string?[rows];
-            await rowGroup.ReadAsync(field, values.AsMemory());
-            return values;
-        }
-        return type switch
-        {
-            _ when type == typeof(int) => await Read<int>(),
-            _ when type == typeof(long) => await Read<long>(),
-            _ when type == typeof(short) => await Read<short>(),
-            _ when type == typeof(byte) => await Read<byte>(),
-            _ when type == typeof(sbyte) => await Read<sbyte>(),
-            _ when type == typeof(float) => await Read<float>(),
-            _ when type == typeof(double) => await Read<double>(),
-            _ when type == typeof(bool) => await Read<bool>(),
-            _ when type == typeof(decimal) => await Read<decimal>(),
-            _ => throw new InvalidDataException($"{path}: column '{field.Name}' has type {type.Name}, which is not read as text"),
-        };
-
-        async Task<IEnumerable<string?>> Read<T>() where T : struct
-        {
-            var values = new T?[rows];
-            await rowGroup.ReadAsync(field, values.AsMemory());
-            return values.Select(v => v is { } value
-                ? value is bool flag ? (flag ? "true" : "false") : Convert.ToString(value, CultureInfo.InvariantCulture)
-                : null);
+            // Parquet.Net's own text (a corrupt footer, a bad magic number) without its type or stack, and the file named.
+            throw new InvalidDataException($"{path}: not a readable Parquet file ({exception.Message.ReplaceLineEndings(" ")})", exception);
         }
     }
 }

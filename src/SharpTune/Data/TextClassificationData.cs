@@ -96,6 +96,7 @@ public static class TextClassificationData
             labels[i] = value;
             keep.Add(i);
         }
+        RefuseStrayLabels(dataset, labels, keep, bad);
         if (bad.Count > 0 && !options.SkipBadRows)
             throw new BadRowsException(bad, "Fix the data, or skip bad rows (--skip-bad-rows).");
         var texts = new LabeledTexts(
@@ -105,6 +106,23 @@ public static class TextClassificationData
             keep.Select(i => labels[i]).ToArray(),
             keep.Select(dataset.Origin).ToArray());
         return (texts, bad);
+    }
+
+    /// <summary>Labels that are numbers but for a stray few (0/1 and one "abc") are a typo, not a third class: the
+    /// stray rows become bad rows. A real mix (more than a tenth not numbers) is left as the classes it names.</summary>
+    private static void RefuseStrayLabels(Dataset dataset, string?[] labels, List<int> keep, List<BadRow> bad)
+    {
+        static bool IsNumber(string label) => double.TryParse(label, NumberStyles.Float, CultureInfo.InvariantCulture, out _);
+        var labelled = keep.Where(i => labels[i] is not null).ToList();
+        var stray = labelled.Where(i => !IsNumber(labels[i]!)).ToList();
+        if (stray.Count == 0 || stray.Count * 10 > labelled.Count)
+            return;
+        var numbers = string.Join(", ", labelled.Select(i => labels[i]!).Where(IsNumber).Distinct().Order().Take(5));
+        foreach (var i in stray)
+            bad.Add(new BadRow(dataset.Origin(i), $"label '{labels[i]}' is not a number like the other labels ({numbers})"));
+        var removed = stray.ToHashSet();
+        keep.RemoveAll(removed.Contains);
+        bad.Sort((a, b) => a.Origin.Line.CompareTo(b.Origin.Line));
     }
 }
 

@@ -58,6 +58,7 @@ public sealed record GenerationConfig
     /// <summary>Defaults of a model directory: <c>generation_config.json</c> when present, else the special token ids of config.json.</summary>
     public static GenerationConfig FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory);
         var model = PretrainedConfig.FromDirectory(directory);
         var fromModel = new GenerationConfig
         {

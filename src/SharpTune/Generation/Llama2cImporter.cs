@@ -38,7 +38,39 @@ public static class Llama2cImporter
             || config.VocabSize == 0 || config.SequenceLength <= 0 || config.Dim % config.Heads != 0
             || config.Heads % config.KeyValueHeads != 0 || config.HeadDim % 2 != 0)
             throw new InvalidDataException($"{path}: not a llama2.c checkpoint (header {string.Join(", ", values)})");
+        CheckSize(config, reader.BaseStream.Length, path);
         return config;
+    }
+
+    /// <summary>The header fixes the file's size exactly; checking it before reading any weight turns an absurd or
+    /// truncated header into one clear message instead of a huge allocation or an overflow.</summary>
+    private static void CheckSize(Llama2cConfig c, long fileLength, string path)
+    {
+        const long headerBytes = 7 * sizeof(int);
+        long floats;
+        try
+        {
+            checked
+            {
+                long dim = c.Dim, hidden = c.HiddenDim, kvDim = (long)c.KeyValueHeads * c.HeadDim;
+                var perLayer = dim + dim * dim + 2 * kvDim * dim + dim * dim + dim + 3 * hidden * dim;
+                floats = c.VocabSize * dim + c.Layers * perLayer + dim + c.SequenceLength * (long)c.HeadDim
+                         + (c.SharedClassifier ? 0 : c.VocabSize * dim);
+                if (headerBytes + floats * sizeof(float) == fileLength
+                    && Math.Max(c.VocabSize * dim, hidden * dim) * sizeof(float) <= Array.MaxLength)
+                    return;
+                _ = floats * sizeof(float);
+            }
+        }
+        catch (OverflowException)
+        {
+            throw new InvalidDataException($"{path}: llama2.c header sizes (dim {c.Dim}, hidden_dim {c.HiddenDim}, {c.Layers} layers, vocab {c.VocabSize}, seq_len {c.SequenceLength}) are absurd: the weights would exceed 2^63 bytes");
+        }
+        var expected = headerBytes + floats * sizeof(float);
+        if (expected != fileLength)
+            throw new InvalidDataException($"{path}: llama2.c header (dim {c.Dim}, hidden_dim {c.HiddenDim}, {c.Layers} layers, {c.Heads} heads, vocab {c.VocabSize}, seq_len {c.SequenceLength}) " +
+                                           $"implies a file of {expected:N0} bytes; the file has {fileLength:N0} (truncated, or not a llama2.c legacy checkpoint)");
+        throw new InvalidDataException($"{path}: a llama2.c weight matrix of {Math.Max((long)c.VocabSize, c.HiddenDim) * c.Dim:N0} values is too large for this importer");
     }
 
     /// <summary>Writes the Hugging Face layout of <paramref name="checkpointPath"/> + <paramref name="tokenizerPath"/> into <paramref name="outputDirectory"/>.</summary>

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using SharpTune.Tokenizers;
 
 namespace SharpTune.Generation;
@@ -23,17 +22,11 @@ public sealed class PromptTokenizer
 
     public static PromptTokenizer FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var tokenizer = AutoTokenizer.FromPretrained(directory);
-        var configPath = Path.Combine(directory, "tokenizer_config.json");
-        var addBos = false;
-        if (File.Exists(configPath))
-        {
-            var config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
-                         ?? throw new InvalidDataException($"{configPath}: not a JSON object");
-            addBos = config["add_bos_token"] is JsonValue value && value.TryGetValue<bool>(out var add) && add;
-        }
+        var addBos = TokenizerConfig.Load(directory).AddBosToken;
         if (addBos && tokenizer.BosTokenId is null)
-            throw new InvalidDataException($"{configPath}: add_bos_token is true but the tokenizer has no BOS token");
+            throw new InvalidDataException($"{Path.Combine(directory, "tokenizer_config.json")}: add_bos_token is true but the tokenizer has no BOS token");
         return new PromptTokenizer(tokenizer, addBos);
     }
 

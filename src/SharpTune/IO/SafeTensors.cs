@@ -38,7 +38,10 @@ public sealed class SafeTensorsFile : IDisposable
         Path = path;
         if (!File.Exists(path))
             throw new FileNotFoundException($"safetensors file not found: {path}", path);
-        var fileLength = new FileInfo(path).Length;
+        // The opened file's length: FileInfo.Length of a symlink (as in the Hugging Face cache) is the link's own.
+        long fileLength;
+        using (var stream = File.OpenRead(path))
+            fileLength = stream.Length;
         if (fileLength < 8)
             throw new InvalidDataException($"{path}: not a safetensors file (only {fileLength} bytes)");
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
@@ -69,7 +72,8 @@ public sealed class SafeTensorsFile : IDisposable
     public SafeTensorInfo Info(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw new KeyNotFoundException($"{Path}: no tensor named '{name}'");
 
-    /// <summary>Reads one tensor into a new CPU tensor of its stored dtype.</summary>
+    /// <summary>Reads one tensor into a new CPU tensor of its stored dtype. The bytes are copied in chunks below 2 GiB,
+    /// so single tensors of any size load (a large vocabulary's bf16 embedding is over 2 GiB).</summary>
     public unsafe Tensor Load(string name)
     {
         var info = Info(name);
@@ -77,12 +81,20 @@ public sealed class SafeTensorsFile : IDisposable
         var tensor = empty(info.Shape, dtype);
         if (info.ByteLength == 0)
             return tensor;
+        long elementSize = ElementSize(info.DType);
+        var chunkElements = CopyChunkBytes / elementSize;
         byte* basePointer = null;
         _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
         try
         {
-            var source = new ReadOnlySpan<byte>(basePointer + _view.PointerOffset + _dataStart + info.Begin, checked((int)info.ByteLength));
-            source.CopyTo(tensor.bytes);
+            var source = basePointer + _view.PointerOffset + _dataStart + info.Begin;
+            using var flat = tensor.view(-1);
+            for (long start = 0; start < info.ElementCount; start += chunkElements)
+            {
+                var count = Math.Min(chunkElements, info.ElementCount - start);
+                using var slice = flat.narrow(0, start, count);
+                new ReadOnlySpan<byte>(source + start * elementSize, checked((int)(count * elementSize))).CopyTo(slice.bytes);
+            }
         }
         finally
         {
@@ -90,6 +102,9 @@ public sealed class SafeTensorsFile : IDisposable
         }
         return tensor;
     }
+
+    /// <summary>Bytes copied at a time into a tensor (spans are limited to 2 GiB).</summary>
+    private const long CopyChunkBytes = 1L << 30;
 
     public void Dispose()
     {
@@ -137,48 +152,87 @@ public sealed class SafeTensorsFile : IDisposable
 
     private static (Dictionary<string, SafeTensorInfo>, IReadOnlyDictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
-        JsonObject root;
+        JsonDocument document;
         try
         {
-            root = JsonNode.Parse(Encoding.UTF8.GetString(header).TrimEnd(' ', '\0')) as JsonObject
-                   ?? throw new InvalidDataException($"{path}: safetensors header is not a JSON object");
+            document = JsonDocument.Parse(Encoding.UTF8.GetString(header).TrimEnd(' ', '\0'));
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"{path}: safetensors header is not valid JSON ({e.Message})");
         }
-        var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
-        var metadata = new Dictionary<string, string>();
-        foreach (var (name, node) in root)
+        using (document)
         {
-            if (name == "__metadata__")
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{path}: safetensors header is not a JSON object");
+            var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+            var metadata = new Dictionary<string, string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var property in document.RootElement.EnumerateObject())
             {
-                if (node is JsonObject meta)
-                    foreach (var (key, value) in meta)
-                        metadata[key] = value?.GetValue<string>() ?? "";
-                continue;
+                var name = property.Name;
+                if (!seen.Add(name))
+                    throw new InvalidDataException($"{path}: the header names tensor '{name}' twice");
+                if (name == "__metadata__")
+                {
+                    ReadMetadata(path, property.Value, metadata);
+                    continue;
+                }
+                var info = ReadEntry(path, name, property.Value, dataLength);
+                tensors[name] = info;
             }
-            if (node is not JsonObject entry || entry["dtype"] is null || entry["shape"] is not JsonArray shapeNode || entry["data_offsets"] is not JsonArray offsets || offsets.Count != 2)
-                throw new InvalidDataException($"{path}: malformed header entry for tensor '{name}'");
-            var dtype = entry["dtype"]!.GetValue<string>();
-            ToScalarType(dtype, path, name);
-            var shape = shapeNode.Select(d => d!.GetValue<long>()).ToArray();
-            if (shape.Any(d => d < 0))
-                throw new InvalidDataException($"{path}: tensor '{name}' has a negative dimension");
-            var begin = offsets[0]!.GetValue<long>();
-            var end = offsets[1]!.GetValue<long>();
-            var info = new SafeTensorInfo(name, dtype, shape, begin, end);
-            if (begin < 0 || end < begin || end > dataLength)
-                throw new InvalidDataException($"{path}: tensor '{name}' has offsets [{begin}, {end}) outside the data section of {dataLength} bytes (truncated file?)");
-            if (info.ElementCount * ElementSize(dtype) != info.ByteLength)
-                throw new InvalidDataException($"{path}: tensor '{name}' of shape [{string.Join(", ", shape)}] {dtype} needs {info.ElementCount * ElementSize(dtype)} bytes, header gives {info.ByteLength}");
-            tensors[name] = info;
+            var ordered = tensors.Values.Where(t => t.ByteLength > 0).OrderBy(t => t.Begin).ToList();
+            for (var i = 1; i < ordered.Count; i++)
+                if (ordered[i].Begin < ordered[i - 1].End)
+                    throw new InvalidDataException($"{path}: tensors '{ordered[i - 1].Name}' and '{ordered[i].Name}' overlap");
+            return (tensors, metadata);
         }
-        var ordered = tensors.Values.Where(t => t.ByteLength > 0).OrderBy(t => t.Begin).ToList();
-        for (var i = 1; i < ordered.Count; i++)
-            if (ordered[i].Begin < ordered[i - 1].End)
-                throw new InvalidDataException($"{path}: tensors '{ordered[i - 1].Name}' and '{ordered[i].Name}' overlap");
-        return (tensors, metadata);
+    }
+
+    private static void ReadMetadata(string path, JsonElement node, Dictionary<string, string> metadata)
+    {
+        if (node.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{path}: __metadata__ must be an object of strings, found {node.ValueKind}");
+        foreach (var entry in node.EnumerateObject())
+            metadata[entry.Name] = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString()!
+                : throw new InvalidDataException($"{path}: __metadata__ value '{entry.Name}' must be a string, found {entry.Value.ValueKind}");
+    }
+
+    /// <summary>One tensor's entry, its sizes checked in 64-bit arithmetic that cannot overflow unnoticed.</summary>
+    private static SafeTensorInfo ReadEntry(string path, string name, JsonElement entry, long dataLength)
+    {
+        InvalidDataException Bad(string what) => new($"{path}: tensor '{name}': {what}");
+        if (entry.ValueKind != JsonValueKind.Object)
+            throw Bad($"header entry must be an object, found {entry.ValueKind}");
+        if (!entry.TryGetProperty("dtype", out var dtypeNode) || dtypeNode.ValueKind != JsonValueKind.String)
+            throw Bad("header entry lacks a string 'dtype'");
+        if (!entry.TryGetProperty("shape", out var shapeNode) || shapeNode.ValueKind != JsonValueKind.Array)
+            throw Bad("header entry lacks a 'shape' array");
+        if (!entry.TryGetProperty("data_offsets", out var offsetsNode) || offsetsNode.ValueKind != JsonValueKind.Array || offsetsNode.GetArrayLength() != 2)
+            throw Bad("header entry lacks 'data_offsets' [begin, end]");
+        var dtype = dtypeNode.GetString()!;
+        ToScalarType(dtype, path, name);
+        long Integer(JsonElement value, string what) =>
+            value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) && number >= 0
+                ? number
+                : throw Bad($"{what} {value.GetRawText()} is not a non-negative 64-bit integer");
+        var shape = shapeNode.EnumerateArray().Select(d => Integer(d, "dimension")).ToArray();
+        var begin = Integer(offsetsNode[0], "begin offset");
+        var end = Integer(offsetsNode[1], "end offset");
+        if (end < begin || end > dataLength)
+            throw Bad($"offsets [{begin}, {end}) lie outside the data section of {dataLength} bytes (truncated file?)");
+        long bytes;
+        try
+        {
+            bytes = checked(shape.Aggregate(1L, (a, b) => a * b) * ElementSize(dtype));
+        }
+        catch (OverflowException)
+        {
+            throw Bad($"shape [{string.Join(", ", shape)}] {dtype} is larger than 2^63 bytes");
+        }
+        if (bytes != end - begin)
+            throw Bad($"shape [{string.Join(", ", shape)}] {dtype} needs {bytes} bytes, header gives {end - begin}");
+        return new SafeTensorInfo(name, dtype, shape, begin, end);
     }
 }
 

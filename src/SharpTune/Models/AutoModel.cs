@@ -1,3 +1,4 @@
+using SharpTune.Hub;
 using SharpTune.IO;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -25,17 +26,25 @@ public static class AutoModel
 {
     public static IReadOnlyList<ModelRegistration> Registrations => ModelRegistry.All;
 
-    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null) => Resolve(config, task).Create(config);
+    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null)
+    {
+        var registration = Resolve(config, task);
+        ConfigValidation.Validate(config);
+        return registration.Create(config);
+    }
 
-    /// <summary>Loads a Hugging Face model directory. Weights the checkpoint lacks (a new head) are initialised
+    /// <summary>Loads a Hugging Face model directory, or a Hub id (<c>org/name[@revision]</c>) from the Hugging Face cache
+    /// or the Hub (<see cref="PretrainedPath"/>). Weights the checkpoint lacks (a new head) are initialised
     /// as transformers does and listed in <paramref name="report"/>.</summary>
     public static PreTrainedModel FromPretrained(string directory, ModelTask? task = null, Device? device = null, ScalarType? dtype = null) =>
         FromPretrained(directory, out _, task, device, dtype);
 
     public static PreTrainedModel FromPretrained(string directory, out LoadReport report, ModelTask? task = null, Device? device = null, ScalarType? dtype = null)
     {
+        directory = PretrainedPath.Resolve(directory);
         var config = PretrainedConfig.FromDirectory(directory);
         var registration = Resolve(config, task);
+        ConfigValidation.Validate(config);
         using var checkpoint = Checkpoint.Open(directory);
         var model = registration.Create(config);
         try

@@ -56,10 +56,15 @@ public sealed record LoraConfig
     public string? BaseModelNameOrPath { get; init; }
     public bool InferenceMode { get; init; }
 
+    /// <summary>Ranks above this are refused: real adapters use 4-256, and a huge r would allocate until killed.</summary>
+    public const int MaxRank = 65536;
+
     public void Validate()
     {
-        if (R <= 0)
-            throw new ArgumentException($"LoRA rank r must be positive, got {R}");
+        if (R is <= 0 or > MaxRank)
+            throw new ArgumentException($"LoRA rank r must be between 1 and {MaxRank}, got {R}");
+        if (RankPattern.FirstOrDefault(p => p.Value is <= 0 or > MaxRank) is { Key: not null } bad)
+            throw new ArgumentException($"rank_pattern '{bad.Key}' must be between 1 and {MaxRank}, got {bad.Value}");
         if (LoraDropout is < 0 or >= 1)
             throw new ArgumentException($"lora_dropout must be in [0, 1), got {LoraDropout}");
         if ((TargetModules is null || TargetModules.Count == 0) && TargetModulesRegex is null)
@@ -94,7 +99,25 @@ public sealed record LoraConfig
         {
             throw new InvalidDataException($"{path}: invalid JSON ({e.Message})");
         }
-        return FromJson(json, path);
+        LoraConfig config;
+        try
+        {
+            config = FromJson(json, path);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
+        {
+            // JsonNode.GetValue's own text names the types, not the field; the file at least is named.
+            throw new InvalidDataException($"{path}: a field has the wrong type ({e.Message})");
+        }
+        try
+        {
+            config.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{path}: {e.Message}");
+        }
+        return config;
     }
 
     public static LoraConfig FromJson(JsonObject json, string source)

@@ -42,12 +42,12 @@ public sealed class PeftModel
         return peft;
     }
 
-    /// <summary>Loads a PEFT LoRA adapter directory onto <paramref name="model"/> (inference unless
-    /// <paramref name="isTrainable"/>).</summary>
+    /// <summary>Loads a PEFT LoRA adapter directory (or Hub id, see <see cref="Hub.PretrainedPath"/>) onto
+    /// <paramref name="model"/> (inference unless <paramref name="isTrainable"/>).</summary>
     public static PeftModel FromPretrained(PreTrainedModel model, string adapterDirectory, string adapterName = DefaultAdapter, bool isTrainable = false)
     {
         var peft = new PeftModel(model);
-        peft.LoadAdapter(adapterDirectory, adapterName, isTrainable);
+        peft.LoadAdapter(Hub.PretrainedPath.Resolve(adapterDirectory), adapterName, isTrainable);
         return peft;
     }
 

@@ -21,7 +21,7 @@ public sealed class FeatureExtractionPipeline : Pipeline
 
     public static FeatureExtractionPipeline FromPretrained(string modelDirectory, PipelineOptions? options = null)
     {
-        options ??= new PipelineOptions();
+        (modelDirectory, options) = ResolvePaths(modelDirectory, options);
         var tokenizer = AutoTokenizer.FromPretrained(options.TokenizerPath ?? modelDirectory);
         // The base model: a task checkpoint's head is not needed, and its missing pooler is not used.
         var model = LoadModel(FeatureExtraction, modelDirectory, ModelTask.Base, options, requireTrainedHead: false);

@@ -28,7 +28,7 @@ public sealed class FillMaskPipeline : Pipeline
 
     public static FillMaskPipeline FromPretrained(string modelDirectory, PipelineOptions? options = null)
     {
-        options ??= new PipelineOptions();
+        (modelDirectory, options) = ResolvePaths(modelDirectory, options);
         var tokenizer = AutoTokenizer.FromPretrained(options.TokenizerPath ?? modelDirectory);
         var model = LoadModel(FillMask, modelDirectory, ModelTask.MaskedLM, options, requireTrainedHead: true);
         try

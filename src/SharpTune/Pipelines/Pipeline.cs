@@ -62,7 +62,8 @@ public abstract class Pipeline : IDisposable
     public int MaxLength { get; }
     protected long PadTokenId { get; }
 
-    /// <summary>Builds the pipeline of <paramref name="task"/> on a Hugging Face model folder (config.json, weights, tokenizer).</summary>
+    /// <summary>Builds the pipeline of <paramref name="task"/> on a Hugging Face model folder (config.json, weights, tokenizer)
+    /// or Hub id; the options' tokenizer and adapter may be Hub ids too.</summary>
     public static Pipeline Create(string task, string modelDirectory, PipelineOptions? options = null) => task switch
     {
         TextClassification => TextClassificationPipeline.FromPretrained(modelDirectory, options),
@@ -71,6 +72,18 @@ public abstract class Pipeline : IDisposable
         TextGeneration => TextGenerationPipeline.FromPretrained(modelDirectory, options),
         _ => throw new ArgumentException($"unknown pipeline task '{task}': expected {string.Join(", ", Tasks)}"),
     };
+
+    /// <summary>The model folder, tokenizer and adapter of a pipeline as local paths: Hub ids are found in the Hugging Face
+    /// cache or downloaded (<see cref="Hub.PretrainedPath"/>).</summary>
+    private protected static (string ModelDirectory, PipelineOptions Options) ResolvePaths(string modelDirectory, PipelineOptions? options)
+    {
+        options ??= new PipelineOptions();
+        return (Hub.PretrainedPath.Resolve(modelDirectory), options with
+        {
+            TokenizerPath = options.TokenizerPath is { } tokenizer ? Hub.PretrainedPath.Resolve(tokenizer, Hub.HubFileSelection.Tokenizer) : null,
+            AdapterDirectory = options.AdapterDirectory is { } adapter ? Hub.PretrainedPath.Resolve(adapter) : null,
+        });
+    }
 
     /// <summary>Loads the model for <paramref name="modelTask"/> (on the options' device and dtype) and applies the
     /// adapter. With <paramref name="requireTrainedHead"/>, a checkpoint without the task's head (which would be
@@ -108,20 +121,19 @@ public abstract class Pipeline : IDisposable
 
     /// <summary>Tokenizes each text (with its second segment, when <paramref name="textPairs"/> has one) with the
     /// pipeline's truncation (special tokens added).</summary>
-    protected IReadOnlyList<Tokenizers.Encoding> Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? textPairs = null)
+    protected IReadOnlyList<TokenEncoding> Encode(IReadOnlyList<string> texts, IReadOnlyList<string?>? textPairs = null)
     {
         if (textPairs is not null && textPairs.Count != texts.Count)
             throw new ArgumentException($"{textPairs.Count} text pairs for {texts.Count} texts");
-        Tokenizer.Truncation = new TruncationOptions(MaxLength);
-        Tokenizer.Padding = null;
-        return texts.Select((t, i) => Tokenizer.Encode(t, textPairs?[i])).ToList();
+        var options = EncodeOptions.Truncated(MaxLength);
+        return texts.Select((t, i) => Tokenizer.Encode(t, textPairs?[i], options)).ToList();
     }
 
     /// <summary>Runs the model over <paramref name="encodings"/> in batches of similar lengths, right-padded per batch,
     /// without gradients. <paramref name="consume"/> gets each batch's input rows (indices into
     /// <paramref name="encodings"/>), its inputs and the model's output; tensors are freed after it returns.
     /// <paramref name="progress"/> gets the number of inputs done after each batch.</summary>
-    protected void RunBatches(IReadOnlyList<Tokenizers.Encoding> encodings, Action<int[], ModelInputs, ModelOutput> consume, CancellationToken cancellation,
+    protected void RunBatches(IReadOnlyList<TokenEncoding> encodings, Action<int[], ModelInputs, ModelOutput> consume, CancellationToken cancellation,
         Action<int>? progress = null)
     {
         var examples = encodings.Select(e => new TrainingExample(e.Ids.Select(id => (long)id).ToArray())

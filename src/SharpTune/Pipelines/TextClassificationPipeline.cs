@@ -40,7 +40,7 @@ public sealed class TextClassificationPipeline : Pipeline
 
     public static TextClassificationPipeline FromPretrained(string modelDirectory, PipelineOptions? options = null)
     {
-        options ??= new PipelineOptions();
+        (modelDirectory, options) = ResolvePaths(modelDirectory, options);
         var tokenizer = AutoTokenizer.FromPretrained(options.TokenizerPath ?? modelDirectory);
         var model = LoadModel(TextClassification, modelDirectory, ModelTask.SequenceClassification, options, requireTrainedHead: true);
         return new TextClassificationPipeline(modelDirectory, model, tokenizer, options);

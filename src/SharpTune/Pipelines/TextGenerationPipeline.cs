@@ -29,7 +29,7 @@ public sealed class TextGenerationPipeline : Pipeline
 
     public static TextGenerationPipeline FromPretrained(string modelDirectory, PipelineOptions? options = null)
     {
-        options ??= new PipelineOptions();
+        (modelDirectory, options) = ResolvePaths(modelDirectory, options);
         var prompts = PromptTokenizer.FromPretrained(options.TokenizerPath ?? modelDirectory);
         var model = LoadModel(TextGeneration, modelDirectory, ModelTask.CausalLM, options, requireTrainedHead: true);
         try

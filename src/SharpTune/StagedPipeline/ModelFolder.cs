@@ -10,6 +10,8 @@ namespace SharpTune.StagedPipeline;
 /// <summary>The files of a Hugging Face model folder besides config and weights, and helpers the stages share.</summary>
 public static class ModelFolder
 {
+    private static readonly System.Text.Json.JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
     /// <summary>Tokenizer files a Hugging Face model folder may hold (all copied along with the model).</summary>
     public static readonly string[] TokenizerFiles =
         ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json"];
@@ -28,7 +30,7 @@ public static class ModelFolder
             foreach (var key in new[] { "bos_token_id", "eos_token_id", "pad_token_id" })
                 if (config.Raw[key] is { } value)
                     generation[key] = value.DeepClone();
-            AtomicFile.WriteAllText(Path.Combine(target, GenerationConfig.FileName), generation.ToJsonString(PipelineSettings.Json));
+            AtomicFile.WriteAllText(Path.Combine(target, GenerationConfig.FileName), generation.ToJsonString(IndentedJson));
         }
     }
 
@@ -65,6 +67,7 @@ public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
 
     public static PretrainedInstructionTokenizer FromPretrained(string directory)
     {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
         var path = Path.Combine(directory, "tokenizer.json");
         if (!File.Exists(path))
             throw new FileNotFoundException($"{directory} has no tokenizer.json (the pipeline needs the model's tokenizer)", path);
@@ -72,8 +75,7 @@ public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
         var config = PretrainedConfig.FromDirectory(directory);
         var eos = tokenizer.EosTokenId ?? (config.EosTokenIds.Count > 0 ? (int)config.EosTokenIds[0]
             : throw new InvalidDataException($"{directory}: neither the tokenizer nor config.json names an end-of-sequence token"));
-        var tokenizerConfig = Path.Combine(directory, "tokenizer_config.json");
-        var addBos = File.Exists(tokenizerConfig) && JsonNode.Parse(File.ReadAllText(tokenizerConfig))?["add_bos_token"]?.GetValue<bool>() == true;
+        var addBos = TokenizerConfig.Load(directory).AddBosToken;
         var bos = tokenizer.BosTokenId ?? config.Get<int?>("bos_token_id", null);
         return new PretrainedInstructionTokenizer(tokenizer, addBos ? bos : null, eos);
     }

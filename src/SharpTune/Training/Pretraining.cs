@@ -31,10 +31,9 @@ public static class Pretraining
     /// <summary>Tokenizes lines of text (one example per non-empty line).</summary>
     public static List<TrainingExample> Encode(Tokenizer tokenizer, IEnumerable<string> lines, int maxLength)
     {
-        tokenizer.Truncation = new TruncationOptions(maxLength);
-        tokenizer.Padding = null;
+        var options = EncodeOptions.Truncated(maxLength);
         return lines.Where(l => !string.IsNullOrWhiteSpace(l))
-            .Select(l => tokenizer.Encode(l.Trim()))
+            .Select(l => tokenizer.Encode(l.Trim(), options))
             .Where(e => e.Length > 1)
             .Select(e => new TrainingExample(e.Ids.Select(i => (long)i).ToArray()) { TokenTypeIds = e.TypeIds.Select(t => (long)t).ToArray() })
             .ToList();
@@ -81,7 +80,9 @@ public static class Pretraining
             TorchRuntime.Seed(args.Seed + 1);
             return trainer.Evaluate()["eval_loss"];
         }
-        var before = resumeFromCheckpoint is null ? HeldOutLoss() : double.NaN;
+        // Also when resuming: the model still holds its starting weights (the same seeded initialisation or --model's),
+        // so "before" is the uninterrupted run's, and the checkpoint's weights replace them in Train.
+        var before = HeldOutLoss();
         var result = trainer.Train(resumeFromCheckpoint);
         var after = HeldOutLoss();
         trainer.SaveModel();

@@ -25,25 +25,15 @@ public static class TrainerCheckpoint
     public static string Save(string outputDir, PreTrainedModel model, Optimizer optimizer, TrainerState state)
     {
         var final = Path.Combine(outputDir, $"{Prefix}{state.GlobalStep}");
-        var temporary = Path.Combine(outputDir, $".{Prefix}{state.GlobalStep}.{Guid.NewGuid():N}.tmp");
-        try
+        AtomicDirectory.Write(final, temporary =>
         {
-            Directory.CreateDirectory(temporary);
             model.SavePretrained(temporary);
             optimizer.Save(Path.Combine(temporary, OptimizerFileName));
             using (var rng = Generator.Default.get_state())
                 SafeTensorsWriter.Save(Path.Combine(temporary, RngFileName), [new("cpu", rng)]);
             File.WriteAllText(Path.Combine(temporary, StateFileName), JsonSerializer.Serialize(state, JsonOptions));
-            if (Directory.Exists(final))
-                Directory.Delete(final, recursive: true);
-            Directory.Move(temporary, final);
-            return final;
-        }
-        finally
-        {
-            if (Directory.Exists(temporary))
-                Directory.Delete(temporary, recursive: true);
-        }
+        }, overwrite: true);
+        return final;
     }
 
     public static TrainerState LoadState(string checkpoint)

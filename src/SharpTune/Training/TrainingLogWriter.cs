@@ -1,11 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using SharpTune.IO;
+using SharpTune.Reporting;
 
 namespace SharpTune.Training;
 
 /// <summary>Writes every log entry as one JSON line to <c>training_log.jsonl</c> and, at the end of training, a plot
-/// of training loss, evaluation loss/metric and learning rate against the step to <c>training_curves.png</c>.</summary>
+/// of training loss, evaluation loss/metric and learning rate against the step to <c>training_curves.png</c>
+/// (drawn by <see cref="Charts.Renderer"/>, when one is set).</summary>
 public sealed class TrainingLogWriter(string outputDir) : TrainerCallback
 {
     public const string LogFileName = "training_log.jsonl";
@@ -28,32 +30,7 @@ public sealed class TrainingLogWriter(string outputDir) : TrainerCallback
     public override void OnTrainEnd(TrainingArguments args, TrainerState state, TrainerControl control) =>
         WritePlot(state.LogHistory, PlotPath, args.BestMetricKey);
 
-    /// <summary>Loss (left axis) and learning rate (right axis) by step; the best-model metric too when it is not a loss.</summary>
-    public static void WritePlot(IEnumerable<IReadOnlyDictionary<string, double>> entries, string path, string metricKey = "eval_loss")
-    {
-        var history = entries.ToList();
-        var plot = new ScottPlot.Plot();
-        void AddSeries(string key, string legend, bool rightAxis)
-        {
-            var points = history.Where(h => h.ContainsKey(key) && h.ContainsKey("step")).ToList();
-            if (points.Count == 0)
-                return;
-            var scatter = plot.Add.Scatter(points.Select(p => p["step"]).ToArray(), points.Select(p => p[key]).ToArray());
-            scatter.LegendText = legend;
-            scatter.MarkerSize = points.Count > 50 ? 0 : 4;
-            if (rightAxis)
-                scatter.Axes.YAxis = plot.Axes.Right;
-        }
-        AddSeries("loss", "train loss", false);
-        AddSeries("eval_loss", "eval loss", false);
-        if (metricKey != "eval_loss" && !metricKey.Contains("loss", StringComparison.Ordinal))
-            AddSeries(metricKey, metricKey, false);
-        AddSeries("learning_rate", "learning rate (right axis)", true);
-        plot.XLabel("optimizer step");
-        plot.YLabel("loss / metric");
-        plot.Axes.Right.Label.Text = "learning rate";
-        plot.ShowLegend();
-        var bytes = plot.GetImageBytes(900, 500, ScottPlot.ImageFormat.Png);
-        AtomicFile.Write(path, stream => stream.Write(bytes));
-    }
+    /// <summary>Draws the training curves with <see cref="Charts.Renderer"/>; without a renderer there is no plot.</summary>
+    public static void WritePlot(IEnumerable<IReadOnlyDictionary<string, double>> entries, string path, string metricKey = "eval_loss") =>
+        Charts.Renderer?.SaveTrainingCurves(path, entries.ToList(), metricKey);
 }

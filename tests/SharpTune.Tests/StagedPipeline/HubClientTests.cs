@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using SharpTune.Hub;
 using SharpTune.StagedPipeline;
 using SharpTune.Tests.Support;
 
@@ -23,6 +24,8 @@ public class HubClientTests
         public readonly List<Request> Requests = [];
         public string Endpoint { get; }
         public string? LfsOid;
+        /// <summary>Storage PUTs answered 503 before one succeeds.</summary>
+        public int StorageFailures;
 
         public FakeHub()
         {
@@ -91,6 +94,8 @@ public class HubClientTests
                     }),
                 }.ToJsonString());
             }
+            if (request.Path.StartsWith("/storage/") && Interlocked.Decrement(ref StorageFailures) >= 0)
+                return (503, "Slow Down");
             if (request.Path.StartsWith("/storage/") || request.Path == "/verify")
                 return (200, "");
             if (request.Path == "/api/models/me/tuned/commit/main")
@@ -154,15 +159,70 @@ public class HubClientTests
     }
 
     [Fact]
+    public async Task LfsUploadIsRetriedAfterAServerError()
+    {
+        using var hub = new FakeHub { StorageFailures = 1 };
+        var folder = RepoPaths.NewTempDirectory();
+        var weights = Enumerable.Range(0, 3000).Select(i => (byte)(i % 13)).ToArray();
+        File.WriteAllBytes(Path.Combine(folder, "model.safetensors"), weights);
+        using var client = new HubClient("hf_secret", hub.Endpoint);
+        Assert.Equal("0123abcd", await client.UploadFolderAsync("me/tuned", folder));
+        var puts = hub.Requests.Where(r => r.Method == "PUT").ToList();
+        Assert.Equal(2, puts.Count); // the 503, then the retry with the whole body again
+        Assert.All(puts, put => Assert.Equal(weights, put.Body));
+    }
+
+    [Fact]
     public async Task HubErrorsAreReportedWithStatusAndBody()
     {
         using var hub = new FakeHub();
         var folder = RepoPaths.NewTempDirectory();
         File.WriteAllText(Path.Combine(folder, "config.json"), "{}");
         using var client = new HubClient("hf_secret", hub.Endpoint);
-        var error = await Assert.ThrowsAsync<IOException>(() => client.UploadFolderAsync("someone/else", folder));
+        var error = await Assert.ThrowsAsync<HubNotFoundException>(() => client.UploadFolderAsync("someone/else", folder));
         Assert.Contains("HTTP 404", error.Message);
         Assert.Contains("not found", error.Message);
         await Assert.ThrowsAsync<ArgumentException>(() => client.UploadFolderAsync("no-owner", folder));
+    }
+
+    private static IReadOnlyDictionary<string, object?>? Export(string savedEndpoint, string runEndpoint, bool skipUpload = false)
+    {
+        var baseModel = RepoPaths.NewTempDirectory();
+        File.WriteAllText(Path.Combine(baseModel, "config.json"), """{"model_type": "llama"}""");
+        var work = RepoPaths.NewTempDirectory();
+        var context = new PipelineContext
+        {
+            Settings = new PipelineSettings { Model = baseModel, Data = "data.jsonl", Hub = new HubSettings("me/tuned", "main", savedEndpoint) },
+            OutputDirectory = work,
+            HubToken = "hf_secret",
+            HubEndpoint = runEndpoint,
+            SkipUpload = skipUpload,
+            CompletedFolder = stage => stage == "base" ? baseModel : null,
+        };
+        return new ExportStage().Run(context, Path.Combine(work, "export"));
+    }
+
+    [Fact]
+    public void ExportSendsTheTokenOnlyToTheEndpointNamedInThisRun()
+    {
+        using var hub = new FakeHub();
+        // pipeline.json (from an earlier run, or an untrusted folder) names an endpoint this run did not: refused, nothing sent.
+        var redirected = Assert.Throws<ArgumentException>(() => Export(savedEndpoint: hub.Endpoint, runEndpoint: "https://huggingface.co"));
+        Assert.Contains($"upload to the Hub at {hub.Endpoint}, but this run's Hub endpoint is https://huggingface.co", redirected.Message);
+        Assert.Empty(hub.Requests);
+
+        // Plain http to a host that is not loopback: refused before any connection.
+        var plain = Assert.Throws<ArgumentException>(() => Export("http://hub.example.com", "http://hub.example.com"));
+        Assert.Contains("refusing to send a Hugging Face token over plain http", plain.Message);
+
+        // --skip-upload: exported, nothing uploaded.
+        var skipped = Export(hub.Endpoint, hub.Endpoint, skipUpload: true)!;
+        Assert.False(skipped.ContainsKey("hub_commit"));
+        Assert.Empty(hub.Requests);
+
+        // The endpoint named in this run (loopback http is allowed): uploaded with the token.
+        var uploaded = Export(hub.Endpoint, hub.Endpoint + "/")!;
+        Assert.Equal("0123abcd", uploaded["hub_commit"]);
+        Assert.All(hub.Requests.Where(r => !r.Path.StartsWith("/storage/")), r => Assert.Equal("Bearer hf_secret", r.Authorization));
     }
 }

@@ -50,6 +50,11 @@ public sealed class KeyValueCache : IDisposable
     /// <see cref="Append"/>), for decoders that write the next position in place themselves.</summary>
     internal (Tensor? Keys, Tensor? Values) Buffers(int layer) => (_keys[layer], _values[layer]);
 
+    /// <summary>Views [B, H, Length, D] of the keys and values cached for <paramref name="layer"/>; null before its
+    /// first append. Lets a batching scheduler move sequences between caches.</summary>
+    public (Tensor Keys, Tensor Values)? Cached(int layer) =>
+        _keys[layer] is { } keys && _values[layer] is { } values ? (keys.narrow(2, 0, Length), values.narrow(2, 0, Length)) : null;
+
     /// <summary>Commits the positions appended by the forward pass that just ran.</summary>
     public void Advance(long steps) => Length += steps;
 

@@ -35,6 +35,12 @@ public sealed record FineTuneOptions(string ModelDirectory)
     public double? HeadLearningRate { get; init; }
     public double LayerwiseLearningRateDecay { get; init; } = 1.0;
     public Device? Device { get; init; }
+    /// <summary>Checkpoint every this many optimizer steps into the approach's output folder (<c>checkpoint-N/</c>,
+    /// the newest two kept); 0 saves none.</summary>
+    public long SaveSteps { get; init; }
+    /// <summary>Continue each training run from the newest complete checkpoint in its output folder (a run without one
+    /// starts afresh); the result equals an uninterrupted run's.</summary>
+    public bool Resume { get; init; }
 }
 
 /// <summary>Tokenizes labelled texts into training examples (truncated to the maximum length).</summary>
@@ -42,12 +48,11 @@ public static class TextExamples
 {
     public static List<TrainingExample> Encode(Tokenizer tokenizer, LabeledTexts texts, int maxLength, IReadOnlyList<int>? labels)
     {
-        tokenizer.Truncation = new TruncationOptions(maxLength);
-        tokenizer.Padding = null;
+        var options = EncodeOptions.Truncated(maxLength);
         var examples = new List<TrainingExample>(texts.Count);
         for (var i = 0; i < texts.Count; i++)
         {
-            var encoding = tokenizer.Encode(texts.Texts[i], texts.Pairs?[i]);
+            var encoding = tokenizer.Encode(texts.Texts[i], texts.Pairs?[i], options);
             examples.Add(new TrainingExample(encoding.Ids.Select(id => (long)id).ToArray())
             {
                 TokenTypeIds = encoding.TypeIds.Select(t => (long)t).ToArray(),
@@ -223,13 +228,18 @@ internal static class FineTuning
                 Seed = seed,
                 LoggingSteps = 10,
                 WriteLogs = outputDirectory is not null,
+                SaveStrategy = outputDirectory is not null && options.SaveSteps > 0 ? IntervalStrategy.Steps : IntervalStrategy.No,
+                SaveSteps = Math.Max(options.SaveSteps, 1),
+                SaveTotalLimit = 2,
             };
+            // The model is built and seeded exactly as in the first run; the checkpoint then replaces weights, optimizer and RNG.
+            var checkpoint = options.Resume && outputDirectory is not null ? TrainerCheckpoint.Latest(workDirectory) : null;
             var trainer = new Trainer(model, args, train, callbacks: [new CancellationCallback(cancellation)])
             {
                 Progress = new ProgressAdapter(p => progress((double)p.Step / p.TotalSteps)),
             };
             var watch = Stopwatch.StartNew();
-            var result = trainer.Train();
+            var result = trainer.Train(checkpoint);
             var trainSeconds = watch.Elapsed.TotalSeconds;
             watch.Restart();
             var probabilities = predict.Select(set => Softmax(trainer.Predict(set).Predictions.Logits)).ToArray();

@@ -66,6 +66,7 @@ public sealed class SequenceClassifierWithPooling : PreTrainedModel
     public static SequenceClassifierWithPooling FromPretrained(string directory, PoolingStrategy? pooling = null, IReadOnlyList<string>? labels = null,
         string? problemType = null, double? dropoutRate = null)
     {
+        directory = Hub.PretrainedPath.Resolve(directory);
         var config = PretrainedConfig.FromDirectory(directory);
         if (pooling is { } p)
             config.Set(PoolingConfigKey, Pooling.Name(p));

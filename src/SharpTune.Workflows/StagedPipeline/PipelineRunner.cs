@@ -82,6 +82,8 @@ public sealed class PipelineRunner(IReadOnlyList<PipelineStage> stages)
             Cancellation = context.Cancellation,
             S3Credentials = context.S3Credentials,
             HubToken = context.HubToken,
+            HubEndpoint = context.HubEndpoint,
+            SkipUpload = context.SkipUpload,
             CompletedFolder = name => fingerprints.ContainsKey(name) ? Path.Combine(output, FolderOf(name)) : null,
         };
         // The stages before and between the selected ones count as inputs only when their output is current.

@@ -49,6 +49,11 @@ public sealed class PipelineContext
     public S3Credentials? S3Credentials { get; init; }
     /// <summary>Hugging Face token for the Hub upload (run-time only); null: the HF_TOKEN environment variable.</summary>
     public string? HubToken { get; init; }
+    /// <summary>The Hub endpoint the user named for this run (never one read from pipeline.json): the token is sent only
+    /// there, and the upload is refused when the saved settings name another. Null: HF_ENDPOINT, else huggingface.co.</summary>
+    public string? HubEndpoint { get; init; }
+    /// <summary>Export without uploading anywhere (S3 or the Hub), whatever the settings say.</summary>
+    public bool SkipUpload { get; init; }
 
     internal Func<string, string?> CompletedFolder { get; init; } = _ => null;
 

@@ -8,22 +8,22 @@ namespace SharpTune.Tokenizers;
 /// <c>Encoding</c>. <see cref="Offsets"/> are in Unicode code points of the input text(s), as in Hugging Face's Python
 /// API; <see cref="Utf16Offsets"/> index .NET strings directly.
 /// </summary>
-public sealed class Encoding
+public sealed class TokenEncoding
 {
     /// <summary>Everything about one token, stored together: one list per encoding instead of one per field (32 bytes).</summary>
     internal record struct Entry(int Id, string Token, int TypeId, (int Start, int End) Offsets, int Word, sbyte Sequence,
         bool Special, byte Attention);
 
     internal readonly List<Entry> Entries;
-    private List<Encoding>? _overflow;
-    internal List<Encoding> OverflowList => _overflow ??= []; // created on first use: most encodings never overflow
+    private List<TokenEncoding>? _overflow;
+    internal List<TokenEncoding> OverflowList => _overflow ??= []; // created on first use: most encodings never overflow
     internal string?[] Texts = [null, null];
     private (int Start, int End)[]? _codePointOffsets;
     private IReadOnlyList<int>? _ids, _typeIds, _attention, _special;
     private IReadOnlyList<string>? _tokens;
     private IReadOnlyList<(int Start, int End)>? _utf16Offsets;
 
-    internal Encoding(int capacity = 16) => Entries = new(capacity);
+    internal TokenEncoding(int capacity = 16) => Entries = new(capacity);
 
     public int Length => Entries.Count;
     public IReadOnlyList<int> Ids => _ids ??= new Column<int>(Entries, static e => e.Id);
@@ -47,7 +47,7 @@ public sealed class Encoding
     public IReadOnlyList<(int Start, int End)> Offsets => _codePointOffsets ??= ComputeCodePointOffsets();
 
     /// <summary>The parts cut off by truncation (with their own special tokens and padding).</summary>
-    public IReadOnlyList<Encoding> Overflowing => (IReadOnlyList<Encoding>?)_overflow ?? [];
+    public IReadOnlyList<TokenEncoding> Overflowing => (IReadOnlyList<TokenEncoding>?)_overflow ?? [];
 
     internal void Add(int id, string token, int typeId, (int, int) offsets, int word, int sequence, bool special, int attention = 1)
     {
@@ -70,7 +70,7 @@ public sealed class Encoding
     }
 
     /// <summary>Appends all tokens of <paramref name="other"/> with the given type id.</summary>
-    internal void Append(Encoding other, int? typeId = null)
+    internal void Append(TokenEncoding other, int? typeId = null)
     {
         Entries.EnsureCapacity(Entries.Count + other.Length);
         foreach (var entry in other.Entries)
@@ -80,15 +80,15 @@ public sealed class Encoding
         _codePointOffsets = null;
     }
 
-    internal Encoding Slice(int start, int end)
+    internal TokenEncoding Slice(int start, int end)
     {
-        var slice = new Encoding(end - start) { Texts = (string?[])Texts.Clone() };
+        var slice = new TokenEncoding(end - start) { Texts = (string?[])Texts.Clone() };
         slice.Entries.AddRange(CollectionsMarshal.AsSpan(Entries)[start..end]);
         return slice;
     }
 
     /// <summary>Replaces all tokens by those of <paramref name="source"/>.</summary>
-    internal void ReplaceWith(Encoding source)
+    internal void ReplaceWith(TokenEncoding source)
     {
         Entries.Clear();
         Append(source);
@@ -181,7 +181,7 @@ public sealed class Encoding
 
     public override string ToString()
     {
-        var sb = new StringBuilder("Encoding(");
+        var sb = new StringBuilder("TokenEncoding(");
         sb.Append(string.Join(' ', Tokens)).Append(')');
         return sb.ToString();
     }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using SharpTune.Hub;
 using SharpTune.IO;
 
 namespace SharpTune.StagedPipeline;
@@ -40,6 +41,12 @@ internal sealed class ExportStage : PipelineStage
         context.Log($"export: {zip} (sha256 {digest})");
         var details = new Dictionary<string, object?> { ["archive_sha256"] = digest, ["archive_bytes"] = new FileInfo(zip).Length };
 
+        if (context.SkipUpload)
+        {
+            if (context.Settings.S3 is not null || context.Settings.Hub is not null)
+                context.Log("export: upload skipped (--skip-upload)");
+            return details;
+        }
         if (context.Settings.S3 is { } s3)
         {
             using var storage = new S3Storage(s3, context.S3Credentials);
@@ -51,9 +58,14 @@ internal sealed class ExportStage : PipelineStage
         }
         if (context.Settings.Hub is { } hub)
         {
-            var token = context.HubToken ?? Environment.GetEnvironmentVariable("HF_TOKEN")
+            // The token goes only to the endpoint this run names: a pipeline.json from elsewhere must not redirect it.
+            var endpoint = (context.HubEndpoint ?? HubOptions.FromEnvironment().Endpoint).TrimEnd('/');
+            if (!string.Equals(hub.Endpoint.TrimEnd('/'), endpoint, StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"the saved settings upload to the Hub at {hub.Endpoint}, but this run's Hub endpoint is {endpoint}: " +
+                                            $"the token is sent only to an endpoint named in this run (pass --hub-endpoint {hub.Endpoint} to upload there, or --skip-upload)");
+            var token = context.HubToken ?? HubOptions.FromEnvironment().Token
                 ?? throw new ArgumentException("the Hugging Face Hub upload needs a token: --hub-token or the HF_TOKEN environment variable");
-            using var client = new HubClient(token, hub.Endpoint);
+            using var client = new HubClient(token, endpoint);
             var commit = client.UploadFolderAsync(hub.Repository, models, hub.Revision, "SharpTune pipeline export", context.Cancellation).GetAwaiter().GetResult();
             details["hub_commit"] = commit;
             context.Log($"export: uploaded to {hub.Endpoint}/{hub.Repository} ({commit})");

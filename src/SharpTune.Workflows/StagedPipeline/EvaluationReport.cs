@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using SharpTune.IO;
 
 namespace SharpTune.StagedPipeline;
 
@@ -177,6 +178,6 @@ public sealed record EvaluationReport
         plot.Axes.Margins(bottom: 0, top: 0.15);
         plot.Title(title);
         plot.YLabel(unit);
-        plot.SavePng(path, 720, 420);
+        AtomicFile.WriteAllBytes(path, plot.GetImageBytes(720, 420, ScottPlot.ImageFormat.Png));
     }
 }
