@@ -57,6 +57,7 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
         Model = model;
         _headName = headName;
         register_module(model.BaseModelPrefix, model);
+        VocabSize = (int)model.InputEmbeddingWeight.shape[0];
         IsTied = config.Get("tie_word_embeddings", tiedByDefault);
         if (IsTied && headBias)
             throw new NotSupportedException($"{config.SourcePath ?? PretrainedConfig.FileName}: a tied LM head with a bias is not supported");
@@ -78,7 +79,8 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
     public override IReadOnlyCollection<string> TiedParameterNames => IsTied ? [_headName + ".weight"] : [];
 
     public int NumLayers => Model.NumLayers;
-    public int VocabSize => (int)Model.InputEmbeddingWeight.shape[0];
+    // Read once: every read of the embedding weight makes a new tensor handle.
+    public int VocabSize { get; }
     public int MaxPositions => Config.Get("max_position_embeddings", 2048, "n_positions");
     public IReadOnlyList<long> EosTokenIds => Config.EosTokenIds;
 

@@ -88,6 +88,24 @@ public class CpuDecoderTests
     }
 
     [Fact]
+    public void RepeatedFusedGenerationLeaksNoTensors()
+    {
+        using var model = Load(Stories);
+        var generator = new TextGenerator(model);
+        var config = new GenerationConfig { MaxNewTokens = 10, EosTokenIds = [] };
+        long Run()
+        {
+            generator.Generate([[1, 403]], config);
+            generator.Generate([[1, 403]], config with { DoSample = true, Seed = 1, TopK = 5 });
+            return TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        }
+        var afterFirst = Run();
+        for (var i = 0; i < 3; i++)
+            Run();
+        Assert.Equal(afterFirst, Run());
+    }
+
+    [Fact]
     public void DoesNotApplyToOtherArchitecturesOrQuantizedLayersComputingInBFloat16()
     {
         using (var gpt2 = Load(RepoPaths.Fixture("models", "gpt2-lm")))
