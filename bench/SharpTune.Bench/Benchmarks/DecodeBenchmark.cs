@@ -52,7 +52,9 @@ public sealed partial class DecodeBenchmark : IBenchmark
         var bandwidth = StreamCopyBandwidth();
         Console.WriteLine($"# decode: STREAM-style copy bandwidth {bandwidth / 1e9:F2} GB/s; load average {LoadAverage()}; peers from {peers}; best of {rounds} alternated rounds");
         var results = new List<Measure>();
-        foreach (var shape in Shapes.Where(s => !context.Quick || s.Name != "110M"))
+        // SHARPTUNE_DECODE_SHAPES (e.g. "110M") picks shapes; --quick leaves out 110M.
+        var picked = Environment.GetEnvironmentVariable("SHARPTUNE_DECODE_SHAPES")?.Split(',', StringSplitOptions.TrimEntries);
+        foreach (var shape in Shapes.Where(s => picked is null ? !context.Quick || s.Name != "110M" : picked.Contains(s.Name)))
             results.AddRange(RunShape(context, shape, peers, work, rounds, bandwidth));
         Console.WriteLine($"# decode: load average after {LoadAverage()}");
         return results;
