@@ -20,10 +20,14 @@ public static class InfoCommand
             var table = new Table().Border(TableBorder.Rounded).AddColumn("engine").AddColumn("value");
             table.AddRow("SharpTune", info.SharpTuneVersion);
             table.AddRow("TorchSharp", info.TorchSharpVersion);
-            table.AddRow("libtorch", info.LibTorchVersion);
+            table.AddRow("libtorch", $"{info.LibTorchVersion} {info.LibTorch.Build}");
+            if (info.LibTorch.Directory is { } directory)
+                table.AddRow("libtorch folder", Markup.Escape(directory));
             table.AddRow("threads (intra-op / inter-op)", $"{info.Threads} / {info.InteropThreads}");
             table.AddRow("devices", string.Join(", ", info.Devices));
-            table.AddRow("CUDA available", info.CudaAvailable ? $"yes ({info.CudaDeviceCount} device(s))" : "no");
+            table.AddRow("CUDA available", info.CudaAvailable
+                ? $"yes ({info.CudaDeviceCount} device(s))"
+                : Markup.Escape($"no: {info.LibTorch.CudaUnavailableReason}"));
             table.AddRow("bf16 supported", info.BFloat16Supported ? "yes" : "no");
             var check = TorchRuntime.SelfCheck(engine.Device, engine.DType);
             table.AddRow("self-check",

@@ -14,7 +14,8 @@ public sealed record EngineInfo(
     bool CudaAvailable,
     int CudaDeviceCount,
     bool BFloat16Supported,
-    IReadOnlyList<string> Devices);
+    IReadOnlyList<string> Devices,
+    LibTorchBuildInfo LibTorch);
 
 /// <summary>Result of a tiny forward and backward pass, proving the native engine computes.</summary>
 public sealed record SelfCheckResult(string Device, string DType, double Loss, double GradientNorm, TimeSpan Elapsed);
@@ -25,6 +26,7 @@ public static class TorchRuntime
     /// <summary>Resolves "cpu", "cuda", "cuda:N" or "auto" (CUDA when available, else CPU).</summary>
     public static Device ResolveDevice(string? name)
     {
+        LibTorch.EnsureLoaded();
         var value = string.IsNullOrWhiteSpace(name) ? "auto" : name.Trim().ToLowerInvariant();
         if (value == "auto")
             return cuda.is_available() ? CUDA : CPU;
@@ -33,7 +35,7 @@ public static class TorchRuntime
         if (value == "cuda" || value.StartsWith("cuda:", StringComparison.Ordinal))
         {
             if (!cuda.is_available())
-                throw new ArgumentException($"device '{name}' was asked for, but CUDA is not available on this machine (use --device cpu or auto)");
+                throw new ArgumentException($"device '{name}' was asked for, but CUDA is not available: {LibTorch.Describe().CudaUnavailableReason} (or use --device cpu or auto)");
             return new Device(value);
         }
         throw new ArgumentException($"unknown device '{name}': expected cpu, cuda, cuda:N or auto");
@@ -62,12 +64,14 @@ public static class TorchRuntime
     {
         if (threads < 1)
             throw new ArgumentException($"--threads must be at least 1 (got {threads})");
+        LibTorch.EnsureLoaded();
         set_num_threads(threads);
     }
 
     /// <summary>Seeds every generator SharpTune uses: libtorch's (CPU and CUDA) and the managed one.</summary>
     public static void Seed(long seed)
     {
+        LibTorch.EnsureLoaded();
         manual_seed(seed);
         if (cuda.is_available())
             cuda.manual_seed_all(seed);
@@ -79,6 +83,7 @@ public static class TorchRuntime
 
     public static EngineInfo Describe()
     {
+        var build = LibTorch.Describe();
         var cudaAvailable = cuda.is_available();
         var deviceCount = cudaAvailable ? cuda.device_count() : 0;
         var devices = new List<string> { "cpu" };
@@ -93,7 +98,8 @@ public static class TorchRuntime
             CudaAvailable: cudaAvailable,
             CudaDeviceCount: deviceCount,
             BFloat16Supported: SupportsBFloat16(cudaAvailable ? CUDA : CPU),
-            Devices: devices);
+            Devices: devices,
+            LibTorch: build);
     }
 
     /// <summary>True when a bf16 matmul runs and agrees with fp32 on the device.</summary>

@@ -4,7 +4,7 @@ namespace SharpTune.Generation;
 
 /// <summary>
 /// Rewrites next-token scores [B, V] (float32) given the tokens so far, like transformers' LogitsProcessor.
-/// <paramref name="tokens"/> is [B, L] and <paramref name="tokenMask"/> marks real tokens (1) versus left padding (0).
+/// <c>tokens</c> is [B, L] and <c>tokenMask</c> marks real tokens (1) versus left padding (0).
 /// Returns a new tensor; the input is not modified.
 /// </summary>
 public interface ILogitsProcessor

@@ -28,6 +28,7 @@ public static class AutoModel
 
     public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask? task = null)
     {
+        Engine.LibTorch.EnsureLoaded();
         var registration = Resolve(config, task);
         ConfigValidation.Validate(config);
         return registration.Create(config);
@@ -35,12 +36,13 @@ public static class AutoModel
 
     /// <summary>Loads a Hugging Face model directory, or a Hub id (<c>org/name[@revision]</c>) from the Hugging Face cache
     /// or the Hub (<see cref="PretrainedPath"/>). Weights the checkpoint lacks (a new head) are initialised
-    /// as transformers does and listed in <paramref name="report"/>.</summary>
+    /// as transformers does and listed in <c>report</c>.</summary>
     public static PreTrainedModel FromPretrained(string directory, ModelTask? task = null, Device? device = null, ScalarType? dtype = null) =>
         FromPretrained(directory, out _, task, device, dtype);
 
     public static PreTrainedModel FromPretrained(string directory, out LoadReport report, ModelTask? task = null, Device? device = null, ScalarType? dtype = null)
     {
+        Engine.LibTorch.EnsureLoaded();
         directory = PretrainedPath.Resolve(directory);
         var config = PretrainedConfig.FromDirectory(directory);
         var registration = Resolve(config, task);

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using SharpTune.Engine;
 using SharpTune.Models;
 using SharpTune.Training.Data;
@@ -57,14 +59,19 @@ public sealed class Trainer
     /// <summary>Receives the step, loss, learning rate and ETA after every optimizer step (the CLI draws a bar).</summary>
     public IProgress<TrainingProgress>? Progress { get; set; }
 
+    /// <summary>Where the trainer says what it does (start, end, resume); silent by default.</summary>
+    public ILogger Logger { get; set; } = NullLogger.Instance;
+
     public TrainerState State { get; private set; } = new();
 
     private Device Device => Model.parameters().FirstOrDefault()?.device ?? CPU;
 
     /// <summary>Trains from scratch or, given <paramref name="resumeFromCheckpoint"/>, continues a checkpoint's run so
-    /// that the result equals the uninterrupted run's.</summary>
-    public TrainOutput Train(string? resumeFromCheckpoint = null)
+    /// that the result equals the uninterrupted run's. <paramref name="cancellationToken"/> is checked before every
+    /// optimizer step (cancelling throws <see cref="OperationCanceledException"/>; checkpoints already written stay).</summary>
+    public TrainOutput Train(string? resumeFromCheckpoint = null, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         if (TrainDataset.Count == 0)
             throw new ArgumentException("the training data set is empty");
         var args = Args;
@@ -95,6 +102,8 @@ public sealed class Trainer
         double lossSinceLog = 0, lossTotal = 0;
         long stepsSinceLog = 0, stepsThisRun = 0;
         string? pendingBest = null;
+        Logger.LogInformation("Training {Examples} examples for {Steps} optimizer steps ({Epochs} epochs) on {Device}{Resume}",
+            TrainDataset.Count, totalSteps, epochs, Device, resumeFromCheckpoint is null ? "" : $", resuming from {resumeFromCheckpoint} at step {State.GlobalStep}");
         Notify(c => c.OnTrainBegin(args, State, control));
 
         Model.train();
@@ -105,6 +114,7 @@ public sealed class Trainer
             State.EpochIndex = epoch;
             for (var w = (int)skip; w < windows.Count && !control.ShouldStop && State.GlobalStep < totalSteps; w++)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 var windowLoss = 0.0;
                 foreach (var batchIndices in windows[w])
                 {
@@ -174,6 +184,7 @@ public sealed class Trainer
             TrainerCheckpoint.LoadWeights(best, Model);
         Notify(c => c.OnTrainEnd(args, State, control));
         var trainingLoss = stepsThisRun > 0 ? lossTotal / stepsThisRun : double.NaN;
+        Logger.LogInformation("Trained {Steps} steps in {Elapsed}: mean loss {Loss:F4}", State.GlobalStep, watch.Elapsed, trainingLoss);
         return new TrainOutput(State.GlobalStep, trainingLoss, watch.Elapsed, State);
     }
 
