@@ -67,10 +67,10 @@ public sealed class RotaryEmbedding
     }
 
     /// <summary>
-    /// <see cref="Angles"/> for positions known to lie below <paramref name="positions"/> (e.g. a key/value cache's
+    /// <see cref="Angles(Tensor, ScalarType)"/> for positions known to lie below <paramref name="positions"/> (e.g. a key/value cache's
     /// capacity), gathered from a table of the first <paramref name="positions"/> angles computed once per dtype and
     /// device: a decoding step then costs two gathers instead of the ~12 ops of the angles. Each table row comes from
-    /// the same float32 operations as <see cref="Angles"/> (libtorch's vectorised cos/sin may round a row's last bit
+    /// the same float32 operations as <see cref="Angles(Tensor, ScalarType)"/> (libtorch's vectorised cos/sin may round a row's last bit
     /// differently from a shorter tensor's, as prefill and decode steps already do).
     /// </summary>
     public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype, long positions)
