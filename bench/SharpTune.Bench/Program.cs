@@ -14,6 +14,7 @@ IBenchmark[] all =
     new RealTokenizerBenchmark(),
     new QuantizationBenchmark(),
     new FineTuneBenchmark(),
+    new DecodeBenchmark(),
     new ServingBenchmark(),
 ];
 

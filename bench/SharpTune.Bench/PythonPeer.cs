@@ -7,9 +7,9 @@ namespace SharpTune.Bench;
 /// when the machine has it. The script prints one JSON object on its last line.</summary>
 public static class PythonPeer
 {
-    public static JsonElement? TryRun(string script, TimeSpan? timeout = null)
+    public static JsonElement? TryRun(string script, TimeSpan? timeout = null, string python = "python3")
     {
-        var start = new ProcessStartInfo("python3")
+        var start = new ProcessStartInfo(python)
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,

@@ -50,6 +50,10 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
 {
     public ICausalLM Model { get; } = model;
 
+    /// <summary>Decode single-prompt steps after the prefill with <see cref="CpuDecoder"/> where it applies (Llama-family
+    /// models on the CPU in fp32, int8 or 4-bit); false keeps every step in libtorch. Same ids either way (parity-tested).</summary>
+    public bool FusedCpuDecoding { get; init; } = true;
+
     /// <summary>Generates a continuation of each prompt. <paramref name="onStep"/> receives every token as it is chosen.</summary>
     public GenerationResult Generate(IReadOnlyList<IReadOnlyList<long>> prompts, GenerationConfig config,
         Action<GenerationStep>? onStep = null, CancellationToken cancellationToken = default)
@@ -104,58 +108,103 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
         // Positions count real tokens only, so a left-padded prompt sees the positions it would alone.
         var stepInput = tokens.narrow(1, 0, promptLength);
         var positions = mask.narrow(1, 0, promptLength).cumsum(-1).sub_(1).clamp_min_(0);
-        for (var step = 0; step < budget; step++)
+        // Unpadded prompts need neither mask nor positions: causal attention and the positions the model counts from
+        // the cache say the same, and no layer checks a mask or rebuilds rotary angles per step.
+        var padded = prompts.Any(p => p.Count < promptLength);
+        CpuDecoder? fused = null;
+        // Processors and sampling read the token/mask tensors; plain greedy fused decoding never touches them.
+        var needsTensors = true;
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var activeMask = mask.narrow(1, 0, length);
-            Tensor scores;
-            using (var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = activeMask, PositionIds = positions, Cache = cache }))
+            for (var step = 0; step < budget; step++)
             {
-                var logits = output.Logits ?? throw new InvalidOperationException("the model returned no logits");
-                scores = logits.select(1, -1).to(ScalarType.Float32);
-            }
-            scores = LogitsProcessors.Apply(processors, tokens.narrow(1, 0, length), activeMask, scores);
-            var next = config.DoSample
-                ? multinomial(scores.softmax(-1), 1, generator: generator).squeeze(-1)
-                : scores.argmax(-1);
-            var chosen = next.cpu().data<long>().ToArray();
-
-            for (var i = 0; i < batch; i++)
-            {
-                if (finish[i] is not null)
+                cancellationToken.ThrowIfCancellationRequested();
+                var activeMask = mask.narrow(1, 0, length);
+                Tensor? scores = null;
+                long[] chosen;
+                if (fused is not null)
                 {
-                    chosen[i] = padId; // finished rows keep running in the batch; their tokens are padding
-                    continue;
+                    var logits = fused.Step(sequences[0][^1]);
+                    if (needsTensors)
+                        scores = tensor(logits.ToArray(), [1, logits.Length]);
+                    chosen = scores is null ? [ArgMax(logits)] : [];
                 }
-                sequences[i].Add(chosen[i]);
-                var text = streams[i].Push(sequences[i], prompts[i].Count);
-                onStep?.Invoke(new GenerationStep(i, chosen[i], text));
-                if (eos.Contains(chosen[i]))
-                    finish[i] = FinishReason.EndOfSequence;
-                else if (config.StopStrings.Count > 0 && config.StopStrings.Any(streams[i].Text.Contains))
-                    finish[i] = FinishReason.StopString;
-            }
-            if (step == 0)
-            {
-                prefillWatch.Stop();
-                decodeWatch.Start();
-            }
-            if (finish.All(f => f is not null) || step == budget - 1)
-                break;
+                else
+                {
+                    using var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = padded ? activeMask : null, PositionIds = padded ? positions : null, Cache = cache });
+                    var logits = output.Logits ?? throw new InvalidOperationException("the model returned no logits");
+                    scores = logits.select(1, -1).to(ScalarType.Float32);
+                    chosen = [];
+                }
+                if (scores is not null)
+                {
+                    scores = LogitsProcessors.Apply(processors, tokens.narrow(1, 0, length), activeMask, scores);
+                    var next = config.DoSample
+                        ? multinomial(scores.softmax(-1), 1, generator: generator).squeeze(-1)
+                        : scores.argmax(-1);
+                    chosen = next.cpu().data<long>().ToArray();
+                }
 
-            stepInput = tokens.narrow(1, length, 1);
-            stepInput.copy_(tensor(chosen, [batch, 1]).to(device));
-            mask.narrow(1, length, 1).fill_(1);
-            positions = positions.narrow(1, positions.shape[1] - 1, 1) + 1;
-            length++;
-            // Keep only the tensors the next step reads; free this step's temporaries.
-            scope.DisposeEverythingBut(stepInput, positions);
+                for (var i = 0; i < batch; i++)
+                {
+                    if (finish[i] is not null)
+                    {
+                        chosen[i] = padId; // finished rows keep running in the batch; their tokens are padding
+                        continue;
+                    }
+                    sequences[i].Add(chosen[i]);
+                    var text = streams[i].Push(sequences[i], prompts[i].Count);
+                    onStep?.Invoke(new GenerationStep(i, chosen[i], text));
+                    if (eos.Contains(chosen[i]))
+                        finish[i] = FinishReason.EndOfSequence;
+                    else if (config.StopStrings.Count > 0 && config.StopStrings.Any(streams[i].Text.Contains))
+                        finish[i] = FinishReason.StopString;
+                }
+                if (step == 0)
+                {
+                    prefillWatch.Stop();
+                    decodeWatch.Start();
+                    // The prompt filled the cache through libtorch; single-sequence steps can go through the fused decoder.
+                    if (batch == 1 && FusedCpuDecoding)
+                    {
+                        fused = CpuDecoder.TryCreate(Model, cache, out _);
+                        needsTensors = processors.Count > 0 || config.DoSample;
+                    }
+                }
+                if (finish.All(f => f is not null) || step == budget - 1)
+                    break;
+
+                if (fused is null || needsTensors)
+                {
+                    stepInput = tokens.narrow(1, length, 1);
+                    stepInput.copy_(tensor(chosen, [batch, 1]).to(device));
+                    mask.narrow(1, length, 1).fill_(1);
+                    positions = positions.narrow(1, positions.shape[1] - 1, 1) + 1;
+                }
+                length++;
+                // Keep only the tensors the next step reads; free this step's temporaries.
+                scope.DisposeEverythingBut(stepInput, positions);
+            }
+        }
+        finally
+        {
+            fused?.Dispose();
         }
         decodeWatch.Stop();
         for (var i = 0; i < batch; i++)
             finish[i] ??= FinishReason.Length;
         return new GenerationResult(sequences, prompts.Select(p => p.Count).ToList(), finish.Select(f => f!.Value).ToList(),
             prefillWatch.Elapsed, decodeWatch.Elapsed);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static long ArgMax(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+            if (values[i] > values[best])
+                best = i;
+        return best;
     }
 
     /// <summary>Generates from one prompt and yields the decoded text as it grows (needs a tokenizer).</summary>
@@ -187,22 +236,30 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
     }
 
     /// <summary>Decoded text of one sequence's generated tokens, released as it becomes final: a trailing U+FFFD
-    /// means a multi-byte character is still incomplete, so that text waits for the next token.</summary>
+    /// means a multi-byte character is still incomplete, so that text waits for the next token. Each step decodes only
+    /// a short window (text-generation-inference's offsets): the tokens since the previous release, prefixed by the ones
+    /// before it, whose decoded text is subtracted so a word's leading space survives decoders that strip it at the start.
+    /// Decoding the whole generation every step made streaming cost O(n²).</summary>
     private sealed class TextStream(Func<IReadOnlyList<long>, string>? decode)
     {
-        private int _released;
+        private int _prefixOffset, _readOffset;
 
+        /// <summary>Text released so far.</summary>
         public string Text { get; private set; } = "";
 
         public string Push(List<long> sequence, int promptLength)
         {
             if (decode is null)
                 return "";
-            Text = decode(sequence.GetRange(promptLength, sequence.Count - promptLength));
-            if (Text.EndsWith('\uFFFD') || Text.Length <= _released)
+            var generated = sequence.Count - promptLength;
+            var prefix = decode(sequence.GetRange(promptLength + _prefixOffset, _readOffset - _prefixOffset));
+            var text = decode(sequence.GetRange(promptLength + _prefixOffset, generated - _prefixOffset));
+            if (text.Length <= prefix.Length || text.EndsWith('\uFFFD'))
                 return "";
-            var delta = Text[_released..];
-            _released = Text.Length;
+            var delta = text[prefix.Length..];
+            _prefixOffset = _readOffset;
+            _readOffset = generated;
+            Text += delta;
             return delta;
         }
     }

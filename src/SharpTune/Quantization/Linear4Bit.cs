@@ -106,8 +106,11 @@ public sealed class Linear4Bit : QuantizedLinear
 
     public override long CodeBookBytes => 16 * 4 + (DoubleQuant ? 256 * 4 : 0);
 
+    /// <summary>The packed codes [ceil(n/2), 1] (high nibble first), for kernels that compute on them directly.</summary>
+    internal Tensor PackedCodes => Buffer(Packed);
+
     /// <summary>The float32 absmax of every block (dequantizing the 8-bit constants with double quantization).</summary>
-    private Tensor AbsmaxFloat()
+    internal Tensor AbsmaxFloat()
     {
         if (!DoubleQuant)
             return Buffer(Absmax);

@@ -58,6 +58,9 @@ public sealed class Linear8Bit : QuantizedLinear
 
     public override long WeightStorageBytes => Buffer(Codes).NumberOfElements + Buffer(RowAbsmax).NumberOfElements * 4;
 
+    /// <summary>The int8 codes [out, in] and float32 row absmax, for kernels that compute on them directly.</summary>
+    internal (Tensor Codes, Tensor RowAbsmax) Storage => (Buffer(Codes), Buffer(RowAbsmax));
+
     public override long CodeBookBytes => 0;
 
     private void Store(Tensor weight)

@@ -8,11 +8,16 @@ namespace SharpTune.Models.Blocks;
 /// </summary>
 public sealed class DecoderContext
 {
-    private DecoderContext(Tensor positionIds, KeyValueCache? cache)
+    private DecoderContext(Tensor positionIds, KeyValueCache? cache, bool positionsBelowCapacity = false)
     {
         PositionIds = positionIds;
         Cache = cache;
+        _positionsBelowCapacity = positionsBelowCapacity;
     }
+
+    // Positions counted from the cache length: all below its capacity (an append past it throws), so rotary angles can
+    // be gathered from a table of that many positions.
+    private readonly bool _positionsBelowCapacity;
 
     /// <summary>Position of each input token [B or 1, T]: the caller's, else cache length + 0..T-1 (as transformers).</summary>
     public Tensor PositionIds { get; }
@@ -42,7 +47,7 @@ public sealed class DecoderContext
             positions = arange(past, past + ids.shape[1], ScalarType.Int64, ids.device).unsqueeze(0);
         else if (positions.dim() != 2 || positions.shape[1] != ids.shape[1] || (positions.shape[0] != 1 && positions.shape[0] != ids.shape[0]))
             throw new ArgumentException($"position_ids [{string.Join(", ", positions.shape)}] do not match input_ids [{string.Join(", ", ids.shape)}]");
-        return new DecoderContext(positions, inputs.Cache);
+        return new DecoderContext(positions, inputs.Cache, inputs.PositionIds is null && inputs.Cache is not null);
     }
 
     /// <summary>Builds the attention mask (in the hidden states' dtype) and the rotary angles once the embeddings exist.
@@ -60,7 +65,7 @@ public sealed class DecoderContext
         else
             Mask = AttentionMasks.Causal(hasPadding ? padding : null, batch, length, past + length, hidden.dtype, hidden.device);
         if (rotary is not null)
-            RotaryAngles = rotary.Angles(PositionIds, hidden.dtype);
+            RotaryAngles = _positionsBelowCapacity ? rotary.Angles(PositionIds, hidden.dtype, Cache!.Capacity) : rotary.Angles(PositionIds, hidden.dtype);
     }
 
     /// <summary>The tensors a layer reads from the context, for a checkpointed layer to save and get back in backward

@@ -46,6 +46,10 @@ public sealed class KeyValueCache : IDisposable
         return (keyBuffer.narrow(2, 0, Length + steps), valueBuffer.narrow(2, 0, Length + steps));
     }
 
+    /// <summary>Layer <paramref name="layer"/>'s key and value buffers [B, H, capacity, D] (null before its first
+    /// <see cref="Append"/>), for decoders that write the next position in place themselves.</summary>
+    internal (Tensor? Keys, Tensor? Values) Buffers(int layer) => (_keys[layer], _values[layer]);
+
     /// <summary>Views [B, H, Length, D] of the keys and values cached for <paramref name="layer"/>; null before its
     /// first append. Lets a batching scheduler move sequences between caches.</summary>
     public (Tensor Keys, Tensor Values)? Cached(int layer) =>
@@ -63,7 +67,8 @@ public sealed class KeyValueCache : IDisposable
             tensor?.Dispose();
     }
 
-    // Allocated during a forward pass, inside its dispose scope: detach so the buffer outlives that pass.
+    // Allocated during a forward pass, inside its dispose scope: detach so the buffer outlives that pass. Left
+    // uninitialised: attention only ever reads the positions written so far.
     private Tensor Allocate(Tensor like) =>
-        zeros([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device).DetachFromDisposeScope();
+        empty([like.shape[0], like.shape[1], Capacity, like.shape[3]], like.dtype, like.device).DetachFromDisposeScope();
 }

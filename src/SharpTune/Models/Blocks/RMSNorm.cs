@@ -21,10 +21,10 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        // As transformers: statistics in float32 whatever the model dtype, cast back before the scale.
-        var x = input.to(ScalarType.Float32);
-        var variance = x.pow(2).mean([-1], keepdim: true);
-        var normalized = (x * (variance + _eps).rsqrt()).to(input.dtype);
-        return (weight * normalized).MoveToOuterDisposeScope();
+        // As transformers: statistics in float32 whatever the model dtype, cast back before the scale (no casts for fp32).
+        var isFloat32 = input.dtype == ScalarType.Float32;
+        var x = isFloat32 ? input : input.to(ScalarType.Float32);
+        var normalized = x * x.square().mean([-1], keepdim: true).add_(_eps).rsqrt_();
+        return weight.mul(isFloat32 ? normalized : normalized.to(input.dtype)).MoveToOuterDisposeScope();
     }
 }

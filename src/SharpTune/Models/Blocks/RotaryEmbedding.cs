@@ -55,19 +55,56 @@ public sealed class RotaryEmbedding
         }
     }
 
+    private readonly Lock _tablesLock = new();
+    private readonly Dictionary<(ScalarType, string), (Tensor Cos, Tensor Sin)> _tables = [];
+
     /// <summary>cos and sin [B, 1, T, Dimensions] for position ids [B, T], in <paramref name="dtype"/>.</summary>
     public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
+        var (cos, sin) = Compute(positionIds, dtype);
+        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <see cref="Angles(Tensor, ScalarType)"/> for positions known to lie below <paramref name="positions"/> (e.g. a key/value cache's
+    /// capacity), gathered from a table of the first <paramref name="positions"/> angles computed once per dtype and
+    /// device: a decoding step then costs two gathers instead of the ~12 ops of the angles. Each table row comes from
+    /// the same float32 operations as <see cref="Angles(Tensor, ScalarType)"/> (libtorch's vectorised cos/sin may round a row's last bit
+    /// differently from a shorter tensor's, as prefill and decode steps already do).
+    /// </summary>
+    public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype, long positions)
+    {
+        (Tensor Cos, Tensor Sin) table;
+        lock (_tablesLock)
+        {
+            var key = (dtype, positionIds.device.ToString());
+            if (!_tables.TryGetValue(key, out table) || table.Cos.shape[0] < positions)
+            {
+                // Grown geometrically so a run of longer generations rebuilds it a few times at most.
+                var length = Math.Max(positions, table.Cos is null ? 0 : 2 * table.Cos.shape[0]);
+                table.Cos?.Dispose();
+                table.Sin?.Dispose();
+                using var scope = NewDisposeScope();
+                using var all = arange(0, length, ScalarType.Int64, positionIds.device).unsqueeze(0);
+                var (cos, sin) = Compute(all, dtype);
+                table = _tables[key] = (cos.squeeze(0).squeeze(0).detach().DetachFromDisposeScope(), sin.squeeze(0).squeeze(0).detach().DetachFromDisposeScope());
+            }
+        }
+        using var flat = positionIds.reshape(-1);
+        var shape = new[] { positionIds.shape[0], 1, positionIds.shape[1], Dimensions };
+        return (table.Cos.index_select(0, flat).view(shape), table.Sin.index_select(0, flat).view(shape));
+    }
+
+    private (Tensor Cos, Tensor Sin) Compute(Tensor positionIds, ScalarType dtype)
+    {
         var device = positionIds.device;
         // Same float32 operations as transformers so angles at long positions agree bit for bit.
         var exponents = arange(0, Dimensions, 2, ScalarType.Int64, device).to(ScalarType.Float32) / Dimensions;
         var inverseFrequencies = Scale(full_like(exponents, Theta).pow(exponents).reciprocal());
         var frequencies = positionIds.to(ScalarType.Float32).unsqueeze(-1) * inverseFrequencies;
         var angles = cat([frequencies, frequencies], -1).unsqueeze(1);
-        var cos = angles.cos().to(dtype).MoveToOuterDisposeScope();
-        var sin = angles.sin().to(dtype).MoveToOuterDisposeScope();
-        return (cos, sin);
+        return (angles.cos().to(dtype), angles.sin().to(dtype));
     }
 
     // transformers' linear and llama3 frequency rules, in its float32 operation order.
