@@ -7,6 +7,7 @@ using SharpTune.Generation;
 using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Tokenizers;
 using SharpTune.Tokenizers.ChatTemplates;
 
 namespace SharpTune.Cli.Commands;
