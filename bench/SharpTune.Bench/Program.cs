@@ -11,6 +11,7 @@ IBenchmark[] all =
     new EncoderForwardBenchmark(),
     new GenerationBenchmark(),
     new TokenizerBenchmark(),
+    new RealTokenizerBenchmark(),
     new QuantizationBenchmark(),
     new FineTuneBenchmark(),
     new ServingBenchmark(),

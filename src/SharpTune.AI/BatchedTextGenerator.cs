@@ -366,17 +366,31 @@ public sealed class BatchedTextGenerator : IDisposable
         try
         {
             using var scope = NewDisposeScope();
+            // The sequences staying are gathered with one index_select per layer: all rows end at the cache's last
+            // column, so their tokens lie within its last keptLength columns.
+            var kept = _active;
+            var keptLength = kept.Count > 0 ? kept.Max(s => s.CachedLength) : 0;
+            var keptRows = kept.Count > 0 ? tensor(kept.Select(s => (long)s.CacheRow).ToArray()).to(_device) : null;
             for (var layer = 0; layer < _model.NumLayers; layer++)
             {
                 Tensor? keys = null, values = null;
-                for (var row = 0; row < rows.Count; row++)
+                if (kept.Count > 0)
                 {
-                    var sequence = rows[row];
-                    var (sourceKeys, sourceValues) = SourceRow(sequence, layer);
-                    keys ??= zeros([rows.Count, sourceKeys.shape[1], length, sourceKeys.shape[3]], sourceKeys.dtype, sourceKeys.device);
-                    values ??= zeros([rows.Count, sourceValues.shape[1], length, sourceValues.shape[3]], sourceValues.dtype, sourceValues.device);
-                    keys.narrow(0, row, 1).narrow(2, length - sequence.CachedLength, sequence.CachedLength).copy_(sourceKeys);
-                    values.narrow(0, row, 1).narrow(2, length - sequence.CachedLength, sequence.CachedLength).copy_(sourceValues);
+                    var (cachedKeys, cachedValues) = _cache!.Cached(layer) ?? throw new InvalidOperationException($"layer {layer} has nothing cached");
+                    var start = _cache.Length - keptLength;
+                    keys = cachedKeys.narrow(2, start, keptLength).index_select(0, keptRows!);
+                    values = cachedValues.narrow(2, start, keptLength).index_select(0, keptRows!);
+                    if (joining.Count > 0)
+                    {
+                        keys = Place(keys, rows.Count, length, 0);
+                        values = Place(values, rows.Count, length, 0);
+                    }
+                }
+                for (var j = 0; j < joining.Count; j++)
+                {
+                    var (prefillKeys, prefillValues) = joining[j].PrefillCache!.Cached(layer) ?? throw new InvalidOperationException($"layer {layer} has nothing cached");
+                    keys = Place(prefillKeys, rows.Count, length, kept.Count + j, keys);
+                    values = Place(prefillValues, rows.Count, length, kept.Count + j, values);
                 }
                 packed.Append(layer, keys!, values!);
             }
@@ -402,14 +416,14 @@ public sealed class BatchedTextGenerator : IDisposable
         Volatile.Write(ref _activeCount, rows.Count);
     }
 
-    /// <summary>A sequence's cached keys/values [1, H, CachedLength, D]: its row of the shared cache, or its prefill cache.</summary>
-    private (Tensor Keys, Tensor Values) SourceRow(Sequence sequence, int layer)
+    /// <summary>Copies <paramref name="source"/> [b, H, t, D] into rows <paramref name="row"/>.. of <paramref name="target"/>
+    /// [batch, H, length, D] (allocated with zeros when null), right-aligned: its t columns become the last ones.</summary>
+    private static Tensor Place(Tensor source, int batch, long length, int row, Tensor? target = null)
     {
-        var cache = sequence.PrefillCache ?? _cache!;
-        var row = sequence.PrefillCache is null ? sequence.CacheRow : 0;
-        var (keys, values) = cache.Cached(layer) ?? throw new InvalidOperationException($"layer {layer} has nothing cached");
-        var start = cache.Length - sequence.CachedLength;
-        return (keys.narrow(0, row, 1).narrow(2, start, sequence.CachedLength), values.narrow(0, row, 1).narrow(2, start, sequence.CachedLength));
+        target ??= zeros([batch, source.shape[1], length, source.shape[3]], source.dtype, source.device);
+        var steps = source.shape[2];
+        target.narrow(0, row, source.shape[0]).narrow(2, length - steps, steps).copy_(source);
+        return target;
     }
 
     private void ResetBatch()

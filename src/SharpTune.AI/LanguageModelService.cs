@@ -67,6 +67,9 @@ public sealed class LanguageModelService : IDisposable
     {
         options ??= new LanguageModelOptions();
         options.Batching.Validate();
+        // A Hub id is served under that id, not its snapshot folder's commit-hash name.
+        var hubId = Hub.PretrainedPath.IsHubId(directory) ? directory : null;
+        directory = Hub.PretrainedPath.Resolve(directory);
         var tokenizer = PromptTokenizer.FromPretrained(directory);
         var defaults = GenerationConfig.FromPretrained(directory);
         var model = AutoModel.FromPretrained(directory, ModelTask.CausalLM, options.Device, options.DType);
@@ -76,7 +79,7 @@ public sealed class LanguageModelService : IDisposable
                 PeftModel.FromPretrained(model, adapter);
             model.eval();
             var causal = model as ICausalLM ?? throw new ArgumentException($"{directory}: {model.GetType().Name} is not a causal language model");
-            var modelId = options.ModelId ?? new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))).Name;
+            var modelId = options.ModelId ?? hubId ?? new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))).Name;
             return new LanguageModelService(model, causal, tokenizer, defaults, modelId, options.ChatFormat ?? ChatFormats.For(directory), options.Batching, logger);
         }
         catch

@@ -38,6 +38,7 @@ public sealed class SharpTuneEmbeddingGenerator : IEmbeddingGenerator<string, Em
     {
         if (pooling is not (PoolingStrategy.Mean or PoolingStrategy.Cls))
             throw new ArgumentException($"embeddings pool with mean or cls (got {pooling})");
+        modelId ??= Hub.PretrainedPath.IsHubId(modelDirectory) ? modelDirectory : null;
         var pipeline = FeatureExtractionPipeline.FromPretrained(modelDirectory, options);
         modelId ??= new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDirectory))).Name;
         return new SharpTuneEmbeddingGenerator(pipeline, modelId, pooling, normalize);

@@ -26,6 +26,8 @@ public static class SharpTuneCli
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(ChatTemplateCommand.Create());
+        root.Subcommands.Add(SftCommand.Create());
+        root.Subcommands.Add(DpoCommand.Create());
         root.Subcommands.Add(TokenizerCommand.Create());
         root.Subcommands.Add(ClassifyCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());

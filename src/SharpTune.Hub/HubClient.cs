@@ -155,7 +155,9 @@ public sealed class HubClient : IDisposable
     private async Task<(string Commit, IReadOnlyList<string> Files)> RevisionInfoAsync(string repoId, string revision, CancellationToken cancellationToken)
     {
         var url = $"{Endpoint}/api/models/{repoId}/revision/{Uri.EscapeDataString(revision)}";
-        using var response = await SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get, url), authorize: true, cancellationToken);
+        // An unreachable Hub is not waited for: the cache answers at once (as huggingface_hub falls back to it).
+        using var response = await SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get, url), authorize: true, cancellationToken,
+            retryUnreachable: false);
         await EnsureSuccess(response, $"model info of {Describe(repoId, revision)}", repoId, revision, file: null, cancellationToken);
         var info = JsonNode.Parse(await response.Content.ReadAsStringAsync(cancellationToken)) as JsonObject
                    ?? throw new HubException($"Hub model info of {repoId}: expected a JSON object");
@@ -527,7 +529,7 @@ public sealed class HubClient : IDisposable
     /// <summary>Sends a request built afresh per attempt, retrying network errors, 429 and 5xx answers with exponential
     /// backoff. The token is added only for the endpoint's own origin.</summary>
     private async Task<HttpResponseMessage> SendWithRetryAsync(Func<HttpRequestMessage> create, bool authorize, CancellationToken cancellationToken,
-        HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
+        HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead, bool retryUnreachable = true)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -539,7 +541,8 @@ public sealed class HubClient : IDisposable
             {
                 response = await _http.SendAsync(request, completion, cancellationToken);
             }
-            catch (HttpRequestException e) when (attempt < Options.MaxAttempts && !cancellationToken.IsCancellationRequested)
+            catch (HttpRequestException e) when (attempt < Options.MaxAttempts && !cancellationToken.IsCancellationRequested
+                                                 && (retryUnreachable || e.HttpRequestError is not (HttpRequestError.NameResolutionError or HttpRequestError.ConnectionError)))
             {
                 Options.Logger.LogWarning("{Method} {Url} failed ({Error}); retrying", request.Method, request.RequestUri, e.Message);
                 await Task.Delay(Backoff(attempt), cancellationToken);

@@ -30,7 +30,10 @@ public class BatchedTextGeneratorTests
             prompt = promptTensor.data<long>().ToArray();
         // Prompts of different lengths and budgets, no EOS (all run their full budget) so sequences overlap and leave at different steps.
         var config = GenerationConfig.FromPretrained(directory) with { EosTokenIds = [] };
-        var requests = Enumerable.Range(0, 5).Select(i => (Prompt: prompt[..Math.Max(1, prompt.Length - 2 * i)], Budget: 6 + 5 * i)).ToList();
+        // Shorter and longer prompts than the batch's rows join it: both the joining rows and the staying ones get left-padded.
+        int[] shorten = [4, 0, 2, 1, 3];
+        var requests = shorten.Select((k, i) => (Prompt: prompt[..Math.Max(1, prompt.Length - 2 * k)], Budget: 6 + 5 * i)).ToList();
+        Assert.True(requests[1].Prompt.Length > requests[0].Prompt.Length + 1, $"the fixture's prompt ({prompt.Length} tokens) is too short");
         var alone = requests.Select(r => new TextGenerator(causal).Generate([r.Prompt], config with { MaxNewTokens = r.Budget }).Generated(0)).ToList();
 
         using var generator = new BatchedTextGenerator(causal, Ids, new BatchingOptions { MaxBatchSize = 3 });

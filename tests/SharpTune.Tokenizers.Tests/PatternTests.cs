@@ -19,6 +19,30 @@ public class PatternTests
         Assert.Equal(["𠀀"], Split(@"(?<=a)\w", "a𠀀"));
     }
 
+    [Theory]
+    [InlineData(Llama3Split.Llama3Pattern)]
+    [InlineData(Llama3Split.Qwen2Pattern)]
+    public void HandWrittenLlama3AndQwenSplitsEqualOniguruma(string pattern)
+    {
+        var matcher = Llama3Split.For(pattern)!;
+        var regex = TokenizerPattern.FromRegex(pattern);
+        // Random ASCII over the chars that matter (letters, digits, apostrophes and contractions, spaces, tabs, line
+        // breaks, other punctuation and control chars), plus real text.
+        const string alphabet = "aZs'tTreRElLvVmMdD09 5 \t\n\r\v\f.,!?-_\u0001\u001f\u007f\"#";
+        var random = new Random(17);
+        var texts = Enumerable.Range(0, 3000).Select(_ => new string(Enumerable.Range(0, random.Next(0, 24))
+            .Select(_ => alphabet[random.Next(alphabet.Length)]).ToArray())).ToList();
+        texts.AddRange(File.ReadLines(TestPaths.Repo("data", "wikitext2", "wiki.valid.tokens")).Take(300));
+        texts.Add("I'm sure they'll've DONE it, won't they?  12345 3.14159\r\n\n  \t x");
+        foreach (var text in texts.Where(t => System.Text.Ascii.IsValid(t)))
+        {
+            var ours = new List<(int, int)>();
+            matcher.Matches(text, 0, text.Length, ours);
+            Assert.True(regex.Matches(text).SequenceEqual(ours), $"{System.Text.Json.JsonSerializer.Serialize(text)}: " +
+                $"Oniguruma {string.Join(" ", regex.Matches(text))} vs hand-written {string.Join(" ", ours)}");
+        }
+    }
+
     [Fact]
     public void LoneSurrogatesNeverJoinTheirNeighbours()
     {

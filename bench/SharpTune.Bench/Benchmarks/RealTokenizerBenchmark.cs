@@ -13,13 +13,13 @@ namespace SharpTune.Bench.Benchmarks;
 /// files of the npm packages in tools/hf-tokenizers (run scripts/setup.sh): ids-only encoding on one thread against
 /// Hugging Face's JS tokenizers (node) and Microsoft.ML.Tokenizers' Tiktoken tokenizer on the same vocabulary and regex;
 /// and the regex engine alone, Oniguruma (now) against the .NET compiled regex used before, on each model's Split patterns.
-/// Part of the <c>tokenizer</c> benchmark.
 /// </summary>
-public sealed class RealTokenizerBenchmark
+public sealed class RealTokenizerBenchmark : IBenchmark
 {
     private const int Repeats = 5;
 
-    public string Name => "tokenizer";
+    public string Name => "tokenizer-real";
+    public string Description => "Llama-3/Qwen3/DeepSeek-V3 tokenizers vs @huggingface/tokenizers (node) and Microsoft.ML.Tokenizers 3.0; regex engine now vs before.";
 
     public IEnumerable<Measure> Run(BenchContext context)
     {

@@ -7,6 +7,7 @@ using SharpTune.Generation;
 using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Tokenizers.ChatTemplates;
 
 namespace SharpTune.Cli.Commands;
 
@@ -21,7 +22,7 @@ public static class GenerateCommand
         var template = new Option<string>("--template")
         {
             Description = "Prompt template: none (the prompt as given), alpaca (the prompt is an instruction, as in the Dolly/Alpaca format) " +
-                          "or chat (tokenizer_config.json's chat_template; Jinja templates are not rendered yet and are reported).",
+                          "or chat (--prompt is a user message rendered with the model's chat template, as --chat).",
             DefaultValueFactory = _ => "none",
         };
         template.AcceptOnlyFromAmong("none", "alpaca", "chat");
@@ -36,27 +37,39 @@ public static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "Stop once the generated text contains this string (repeatable).", AllowMultipleArgumentsPerToken = false };
         var adapter = new Option<string?>("--adapter") { Description = "LoRA adapter directory (adapter_config.json + adapter_model.safetensors) to apply." };
         var output = new Option<string?>("--output") { Description = "Write {\"ids\", \"text\", \"tokens_per_second\", ...} to this JSON file." };
+        var chat = new Option<bool>("--chat")
+        {
+            Description = "Chat with the model through its chat template: the conversation in --messages, --prompt as one user message, " +
+                          "or (with neither) an interactive prompt on the terminal that keeps the history (empty line or Ctrl-D ends).",
+        };
+        var messagesFile = new Option<string?>("--messages") { Description = "With --chat: JSON file with the conversation so far (a list of {\"role\", \"content\"})." };
 
         var command = new Command("generate",
             "Generate text with a causal language model (Llama, Qwen2, Phi, GPT-2, GPT-NeoX), printing it as it is produced. " +
             "Greedy by default (or as generation_config.json says); --temperature/--top-k/--top-p/--min-p sample, reproducibly with --seed.")
         {
             model, prompt, promptIds, template, input, maxNewTokens, greedy, temperature, topK, topP, minP, repetitionPenalty, stop, adapter, output,
+            chat, messagesFile,
         };
+        var chatOptions = ChatCliOptions.AddTo(command, includeGenerationPrompt: false, templateOptionName: "--chat-template-name");
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
             var directory = HubModels.Resolve(parseResult.GetValue(model)!);
             var text = parseResult.GetValue(prompt);
             var ids = parseResult.GetValue(promptIds);
-            if ((text is null) == (ids is null))
+            var isChat = parseResult.GetValue(chat) || parseResult.GetValue(template) == "chat";
+            var messagesPath = parseResult.GetValue(messagesFile);
+            if (messagesPath is not null && !isChat)
+                throw new UsageException("--messages is a conversation: use it with --chat");
+            if (isChat && (ids is not null || (text is not null && messagesPath is not null)))
+                throw new UsageException("--chat takes the conversation from --messages, or --prompt as one user message, or the terminal: give at most one");
+            if (!isChat && (text is null) == (ids is null))
                 throw new UsageException("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
             var sampling = parseResult.GetValue(temperature) is not null || parseResult.GetValue(topK) is not null
                            || parseResult.GetValue(topP) is not null || parseResult.GetValue(minP) is not null;
             if (sampling && parseResult.GetValue(greedy))
                 throw new UsageException("--greedy cannot be combined with --temperature/--top-k/--top-p/--min-p");
-            if (parseResult.GetValue(template) == "chat")
-                throw new UsageException(ChatTemplateMessage(directory));
             var useTemplate = parseResult.GetValue(template) == "alpaca";
             if (useTemplate && text is null)
                 throw new UsageException("--template alpaca formats --prompt text; it cannot be used with --prompt-ids");
@@ -79,9 +92,16 @@ public static class GenerateCommand
             };
 
             // --prompt needs the tokenizer; with --prompt-ids it is optional (ids are printed when there is none).
-            var tokenizer = text is not null || HasTokenizer(directory) ? PromptTokenizer.FromPretrained(directory) : null;
-            var promptTokens = text is not null
-                ? tokenizer!.Encode(useTemplate ? AlpacaTemplate.Format(text, parseResult.GetValue(input)) : text)
+            var tokenizer = text is not null || isChat || HasTokenizer(directory) ? PromptTokenizer.FromPretrained(directory) : null;
+            var chatTemplate = isChat ? ChatTemplate.FromPretrained(directory) : null;
+            var templateOptions = isChat ? chatOptions.Read(parseResult, addGenerationPrompt: true) : null;
+            var conversation = messagesPath is not null ? ChatCliOptions.ReadMessages(messagesPath)
+                : text is not null ? new JsonArray(new JsonObject { ["role"] = "user", ["content"] = text }) : new JsonArray();
+            // Chat templates write the special tokens themselves: no BOS is added (as apply_chat_template(tokenize=True)).
+            IReadOnlyList<long> ChatTokens() => tokenizer!.Tokenizer.EncodeToIds(chatTemplate!.ApplyChatTemplate(conversation, templateOptions), addSpecialTokens: false)
+                .Select(id => (long)id).ToList();
+            var promptTokens = isChat ? (conversation.Count > 0 ? ChatTokens() : [])
+                : text is not null ? tokenizer!.Encode(useTemplate ? AlpacaTemplate.Format(text, parseResult.GetValue(input)) : text)
                 : ParseIds(ids!);
 
             using var loaded = AutoModel.FromPretrained(directory, ModelTask.CausalLM, engine.Device, engine.DType);
@@ -89,17 +109,37 @@ public static class GenerateCommand
                 PeftModel.FromPretrained(loaded, adapterDirectory);
             var causal = loaded as ICausalLM ?? throw new UsageException($"{directory}: {loaded.GetType().Name} is not a causal language model");
             var generator = new TextGenerator(causal, tokenizer is null ? null : tokenizer.Decode);
-            var result = generator.Generate([promptTokens], config, step =>
+            GenerationResult Run(IReadOnlyList<long> tokens)
             {
-                Console.Out.Write(tokenizer is null ? $"{step.TokenId} " : step.Text);
-                Console.Out.Flush();
-            });
-            Console.Out.WriteLine();
-            var generated = result.Sequences[0].Count - result.PromptLengths[0];
-            Console.Error.WriteLine(
-                $"{generated} tokens ({result.FinishReasons[0]}) at {result.TokensPerSecond:F1} tokens/s " +
-                $"(prefill {result.PrefillTime.TotalMilliseconds:F0} ms for {promptTokens.Count} prompt tokens, decode {result.DecodeTime.TotalMilliseconds:F0} ms)");
+                var run = generator.Generate([tokens], config, step =>
+                {
+                    Console.Out.Write(tokenizer is null ? $"{step.TokenId} " : step.Text);
+                    Console.Out.Flush();
+                });
+                Console.Out.WriteLine();
+                var count = run.Sequences[0].Count - run.PromptLengths[0];
+                Console.Error.WriteLine(
+                    $"{count} tokens ({run.FinishReasons[0]}) at {run.TokensPerSecond:F1} tokens/s " +
+                    $"(prefill {run.PrefillTime.TotalMilliseconds:F0} ms for {tokens.Count} prompt tokens, decode {run.DecodeTime.TotalMilliseconds:F0} ms)");
+                return run;
+            }
 
+            if (isChat && conversation.Count == 0)
+            {
+                // Interactive chat: each answer joins the history the next turn is rendered with.
+                while (true)
+                {
+                    Console.Error.Write("> ");
+                    var line = Console.In.ReadLine();
+                    if (string.IsNullOrWhiteSpace(line))
+                        return ExitCodes.Success;
+                    conversation.Add(new JsonObject { ["role"] = "user", ["content"] = line });
+                    var turn = Run(ChatTokens());
+                    conversation.Add(new JsonObject { ["role"] = "assistant", ["content"] = tokenizer!.Decode(turn.Generated(0)).Trim() });
+                }
+            }
+            var result = Run(promptTokens);
+            var generated = result.Sequences[0].Count - result.PromptLengths[0];
             if (parseResult.GetValue(output) is { } path)
                 AtomicFile.WriteAllText(path, JsonSerializer.Serialize(new
                 {
@@ -116,17 +156,6 @@ public static class GenerateCommand
             return ExitCodes.Success;
         });
         return command;
-    }
-
-    /// <summary>Why --template chat cannot be applied: chat templates are Jinja programs, which SharpTune does not run.</summary>
-    private static string ChatTemplateMessage(string directory)
-    {
-        var path = Path.Combine(directory, "tokenizer_config.json");
-        var hasTemplate = File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject config
-                          && config["chat_template"] is not null;
-        return hasTemplate
-            ? $"{path}: its chat_template is a Jinja template, which SharpTune cannot render; pass the formatted conversation with --prompt, or use --template alpaca"
-            : $"{path}: no chat_template (the model has no chat format); use --template alpaca for instruction prompts or --template none";
     }
 
     private static bool HasTokenizer(string directory) =>

@@ -90,6 +90,7 @@ public static class PipelineCommand
             var engine = GlobalOptions.Apply(parseResult);
             var output = parseResult.GetValue(Output)!;
             var settings = Resolve(parseResult, output);
+            RequireEnoughRecords(parseResult, settings);
             var runner = new PipelineRunner(PipelineStages.All);
             var selected = runner.Select(parseResult.GetValue(Stages));
             var context = new PipelineContext
@@ -171,6 +172,18 @@ public static class PipelineCommand
         if (parseResult.GetValue(HubRepo) is { } repo)
             s = s with { Hub = new HubSettings(repo, parseResult.GetValue(HubRevision)!, RunHubEndpoint(parseResult)) };
         return s;
+    }
+
+    /// <summary>Asking for more training samples than the data holds once the held-out ones are set aside is refused,
+    /// not silently trained on fewer.</summary>
+    private static void RequireEnoughRecords(ParseResult parseResult, PipelineSettings settings)
+    {
+        if (parseResult.GetResult(TrainSamples) is not { Implicit: false } && parseResult.GetResult(HeldOutSamples) is not { Implicit: false })
+            return;
+        var records = InstructionDataset.Load(settings.Data).Count;
+        if (settings.TrainSamples + settings.HeldOutSamples > records)
+            throw new UsageException($"--train-samples {settings.TrainSamples} and --held-out-samples {settings.HeldOutSamples} need " +
+                                     $"{settings.TrainSamples + settings.HeldOutSamples} records; {settings.Data} has {records}");
     }
 
     private static string Fetched(string hubId)

@@ -76,12 +76,14 @@ public static class PretrainCommand
             if (!File.Exists(trainFile))
                 throw new FileNotFoundException($"training text not found: {trainFile}", trainFile);
             var maxLen = parseResult.GetValue(training.MaxLength);
+            SharpTune.Data.TextFiles.EnsureUtf8(trainFile);
             var trainLines = File.ReadAllLines(trainFile);
             List<SharpTune.Training.Data.TrainingExample> trainExamples, evalExamples;
             if (parseResult.GetValue(eval) is { } evalFile)
             {
                 if (!File.Exists(evalFile))
                     throw new FileNotFoundException($"held-out text not found: {evalFile}", evalFile);
+                SharpTune.Data.TextFiles.EnsureUtf8(evalFile);
                 trainExamples = Pretraining.Encode(textTokenizer, trainLines, maxLen);
                 evalExamples = Pretraining.Encode(textTokenizer, File.ReadAllLines(evalFile), maxLen);
             }

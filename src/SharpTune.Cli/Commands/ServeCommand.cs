@@ -42,7 +42,8 @@ public static class ServeCommand
         command.SetAction(parseResult =>
         {
             var engine = GlobalOptions.Apply(parseResult);
-            var directory = parseResult.GetValue(model)!;
+            var given = parseResult.GetValue(model)!;
+            var directory = HubModels.Resolve(given);
             var options = new ServerOptions
             {
                 Host = parseResult.GetValue(host)!,
@@ -65,22 +66,23 @@ public static class ServeCommand
                 throw new UsageException($"{directory} is not a causal LM: --adapter applies to the served causal LM");
             if (!causal && parseResult.GetValue(embeddingModel) is not null)
                 throw new UsageException($"{directory} is not a causal LM: serve one encoder with --model, or a causal LM with --model and an encoder with --embedding-model");
-            var encoderDirectory = causal ? parseResult.GetValue(embeddingModel) : directory;
+            var encoderGiven = causal ? parseResult.GetValue(embeddingModel) : given;
+            var encoderDirectory = HubModels.ResolveOptional(encoderGiven);
 
             using var language = causal
                 ? LanguageModelService.FromPretrained(directory, new LanguageModelOptions
                 {
-                    AdapterDirectory = parseResult.GetValue(adapter),
+                    AdapterDirectory = HubModels.ResolveOptional(parseResult.GetValue(adapter)),
                     Device = engine.Device,
                     DType = engine.DType,
-                    ModelId = parseResult.GetValue(modelId),
+                    ModelId = parseResult.GetValue(modelId) ?? HubId(given),
                     Batching = new BatchingOptions { MaxBatchSize = parseResult.GetValue(maxBatch), MaxQueuedRequests = parseResult.GetValue(maxQueue) },
                 })
                 : null;
             using var embeddings = encoderDirectory is null
                 ? null
                 : SharpTuneEmbeddingGenerator.FromPretrained(encoderDirectory, strategy, parseResult.GetValue(normalize),
-                    new PipelineOptions { Device = engine.Device, DType = engine.DType });
+                    new PipelineOptions { Device = engine.Device, DType = engine.DType }, HubId(encoderGiven));
             var server = SharpTuneServer.Create(options, language, embeddings);
             try
             {
@@ -97,6 +99,9 @@ public static class ServeCommand
         });
         return command;
     }
+
+    /// <summary>A model given by Hub id is served under that id (its snapshot folder is named by a commit hash).</summary>
+    private static string? HubId(string? given) => given is not null && Hub.PretrainedPath.IsHubId(given) ? given : null;
 
     private static bool IsCausalLM(string directory)
     {

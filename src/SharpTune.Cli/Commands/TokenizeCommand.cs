@@ -5,6 +5,7 @@ using SharpTune.Cli.Infrastructure;
 using SharpTune.IO;
 using SharpTune.Hub;
 using SharpTune.Tokenizers;
+using SharpTune.Tokenizers.ChatTemplates;
 
 namespace SharpTune.Cli.Commands;
 
@@ -25,12 +26,18 @@ public static class TokenizeCommand
         var paddingOption = new Option<string?>("--padding") { Description = "Pad to the longest encoding of the input (longest) or to --max-length (max_length)" };
         paddingOption.AcceptOnlyFromAmong("longest", "max_length");
         var noSpecialOption = new Option<bool>("--no-special-tokens") { Description = "Do not add special tokens such as [CLS]/[SEP] or <s>" };
+        var chatOption = new Option<bool>("--chat")
+        {
+            Description = "Each input line is {\"messages\": [...]}: render it with the tokenizer's chat template, then tokenize without adding " +
+                          "special tokens (the template writes them), as transformers' apply_chat_template(tokenize=True)",
+        };
 
         var command = new Command("tokenize",
             "Tokenize a JSONL file with a Hugging Face compatible tokenizer. Offsets are counted in Unicode code points " +
             "of the input text, as in Hugging Face's Python API.");
-        foreach (var option in new Option[] { tokenizerOption, inputOption, outputOption, maxLengthOption, truncationOption, paddingOption, noSpecialOption })
+        foreach (var option in new Option[] { tokenizerOption, inputOption, outputOption, maxLengthOption, truncationOption, paddingOption, noSpecialOption, chatOption })
             command.Options.Add(option);
+        var chatOptions = ChatCliOptions.AddTo(command);
         command.SetAction(parseResult =>
         {
             GlobalOptions.Apply(parseResult);
@@ -48,14 +55,16 @@ public static class TokenizeCommand
             if (!File.Exists(input))
                 throw new FileNotFoundException($"Input file not found: {input}", input);
 
-            var tokenizer = AutoTokenizer.FromPretrained(HubModels.Resolve(parseResult.GetValue(tokenizerOption)!, HubFileSelection.Tokenizer));
+            var tokenizerPath = HubModels.Resolve(parseResult.GetValue(tokenizerOption)!, HubFileSelection.Tokenizer);
+            var tokenizer = AutoTokenizer.FromPretrained(tokenizerPath);
+            var chat = parseResult.GetValue(chatOption);
             var options = new EncodeOptions
             {
                 Truncation = truncation ? new TruncationOptions(maxLength!.Value) : null,
                 Padding = padding is null ? null : tokenizer.PaddingTo(padding == "max_length" ? maxLength : null),
-                AddSpecialTokens = !parseResult.GetValue(noSpecialOption),
+                AddSpecialTokens = !parseResult.GetValue(noSpecialOption) && !chat,
             };
-            var inputs = ReadInputs(input);
+            var inputs = chat ? RenderConversations(input, tokenizerPath, chatOptions.Read(parseResult)) : ReadInputs(input);
             // One batch for the whole file: padding "longest" pads to the longest encoding of the file.
             var encodings = tokenizer.EncodeBatch(inputs, options);
             WriteJsonLines(output, encodings);
@@ -67,9 +76,42 @@ public static class TokenizeCommand
         return command;
     }
 
+    private static List<(string, string?)> RenderConversations(string path, string tokenizerPath, ChatTemplateOptions options)
+    {
+        var template = ChatTemplate.FromPretrained(Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!);
+        var inputs = new List<(string, string?)>();
+        var lineNumber = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line))
+                continue;
+            JsonNode? node;
+            try
+            {
+                node = JsonNode.Parse(line);
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}:{lineNumber}: not valid JSON ({e.Message})");
+            }
+            var messages = node?["messages"] as JsonArray ?? throw new InvalidDataException($"{path}:{lineNumber}: --chat expects an object with a \"messages\" list");
+            try
+            {
+                inputs.Add((template.ApplyChatTemplate(messages, options), null));
+            }
+            catch (Exception e) when (e is TemplateRaisedException or JinjaException or ArgumentException)
+            {
+                throw new InvalidDataException($"{path}:{lineNumber}: {e.Message}", e);
+            }
+        }
+        return inputs;
+    }
+
     /// <summary>One input per line; a blank line between records is refused, since output line N answers input line N.</summary>
     private static List<(string, string?)> ReadInputs(string path)
     {
+        SharpTune.Data.TextFiles.EnsureUtf8(path);
         var inputs = new List<(string, string?)>();
         var lineNumber = 0;
         var blankLine = 0;

@@ -57,44 +57,47 @@ internal sealed unsafe class Oniguruma
 
     /// <summary>
     /// Adds the non-empty matches in <paramref name="text"/>, left to right, as Rust's <c>onig::Regex::find_iter</c> finds
-    /// them (an empty match moves the search on by one code point); lookbehinds see the whole text.
+    /// them (an empty match moves the search on by one code point), in <paramref name="text"/>[<paramref name="from"/>..<paramref name="to"/>]
+    /// as a text of its own (lookarounds and anchors see only that part); matches are indices of <paramref name="text"/>.
     /// </summary>
-    public void FindMatches(string text, List<(int Start, int End)> matches)
+    public void FindMatches(string text, int from, int to, List<(int Start, int End)> matches)
     {
-        if (text.Length == 0)
+        if (to <= from)
             return;
         // A lone surrogate would pair with its neighbour in UTF-16 decoding: match a copy where it is U+FFFD (same length).
-        var subject = HasLoneSurrogate(text) ? ReplaceLoneSurrogates(text) : text;
+        var subject = HasLoneSurrogate(text.AsSpan(from, to - from)) ? ReplaceLoneSurrogates(text) : text;
         var scratch = _scratch ??= new Scratch();
-        fixed (char* p = subject)
+        fixed (char* chars = subject)
         {
-            var end = (byte*)(p + subject.Length);
+            var p = chars + from;
+            var length = to - from;
+            var end = (byte*)(p + length);
             var at = 0;
-            while (at <= subject.Length)
+            while (at <= length)
             {
                 var found = onig_search_with_param(_regex, (byte*)p, end, (byte*)(p + at), end, scratch.Region, 0, scratch.Param);
                 if (found == Mismatch)
                     break;
                 if (found < 0)
                     throw found is ErrorRetryLimitInMatch or ErrorRetryLimitInSearch or ErrorMatchStackLimit
-                        ? new RegexLimitException(Pattern, subject.Length, Source)
+                        ? new RegexLimitException(Pattern, length, Source)
                         : new InvalidOperationException($"regex {Quote(Pattern)} failed: {Message(found)}");
                 var region = (Region*)scratch.Region;
                 int start = region->Begin[0] / 2, stop = region->End[0] / 2;
                 if (stop > start)
                 {
-                    matches.Add((start, stop));
+                    matches.Add((from + start, from + stop));
                     at = stop;
                 }
                 else
-                    at = start + (start + 1 < subject.Length && char.IsHighSurrogate(subject[start]) ? 2 : 1);
+                    at = start + (start + 1 < length && char.IsHighSurrogate(p[start]) ? 2 : 1);
             }
         }
     }
 
     private static string Quote(string pattern) => pattern.Length <= 80 ? $"/{pattern}/" : $"/{pattern[..77]}.../";
 
-    private static bool HasLoneSurrogate(string text)
+    private static bool HasLoneSurrogate(ReadOnlySpan<char> text)
     {
         for (var i = 0; i < text.Length; i++)
             if (char.IsSurrogate(text[i]))

@@ -171,8 +171,61 @@ internal static class Splitting
     }
 }
 
-public sealed class SequencePreTokenizer(IReadOnlyList<IPreTokenizer> preTokenizers) : IPreTokenizer
+public sealed class SequencePreTokenizer(IReadOnlyList<IPreTokenizer> preTokenizers) : IPreTokenizer, IRangePreTokenizer
 {
+    // Isolating Splits, then byte-level without its own regex (Llama-3, Qwen2/3, DeepSeek-V3, GPT-4o): on ASCII text every
+    // byte is its own char, so the words are ranges of the text and the byte-level step maps them char for char.
+    private readonly SplitPreTokenizer[]? _splits = preTokenizers.Count >= 2 && preTokenizers[^1] is ByteLevelPreTokenizer { AddPrefixSpace: false, UseRegex: false }
+        && preTokenizers.Take(preTokenizers.Count - 1).All(p => p is SplitPreTokenizer { Behavior: SplitBehavior.Isolated, Invert: false })
+            ? preTokenizers.Take(preTokenizers.Count - 1).Cast<SplitPreTokenizer>().ToArray() : null;
+
+    // Hand-written ASCII matchers for the Splits whose pattern is Llama-3's or Qwen's (null entries: Oniguruma).
+    private Llama3Split?[]? _fast;
+
+    [ThreadStatic] private static List<(int Start, int End)>? _matches, _pieces;
+
+    public bool TrySplitRanges(NormalizedString input, List<(int Start, int End)> output)
+    {
+        if (_splits is null || !System.Text.Ascii.IsValid(input.Span))
+            return false;
+        var text = input.Text;
+        var matches = _matches ??= [];
+        var pieces = _pieces ??= [];
+        pieces.Clear();
+        pieces.Add((0, text.Length));
+        var fast = _fast ??= _splits.Select(s => Llama3Split.For(s.Pattern.Regex)).ToArray();
+        for (var n = 0; n < _splits.Length; n++)
+        {
+            // Each piece is split as a text of its own (as Hugging Face applies a pre-tokenizer to every split), matches and
+            // the gaps between them each becoming a word.
+            var count = pieces.Count;
+            for (var i = 0; i < count; i++)
+            {
+                var (start, end) = pieces[i];
+                matches.Clear();
+                if (fast[n] is { } matcher)
+                    matcher.Matches(text, start, end, matches);
+                else
+                    _splits[n].Pattern.Matches(text, start, end, matches);
+                var at = start;
+                foreach (var (s, e) in matches)
+                {
+                    if (s > at)
+                        pieces.Add((at, s));
+                    pieces.Add((s, e));
+                    at = e;
+                }
+                if (end > at)
+                    pieces.Add((at, end));
+            }
+            pieces.RemoveRange(0, count);
+        }
+        output.AddRange(pieces);
+        return true;
+    }
+
+    public ReadOnlySpan<char> WordText(ReadOnlySpan<char> word, char[] buffer) => ((ByteLevelPreTokenizer)PreTokenizers[^1]).WordText(word, buffer);
+
     public JsonObject ToJson() => Definitions.Typed("Sequence", ("pretokenizers", Definitions.Array(PreTokenizers.Select(p => p.ToJson()))));
 
     public IReadOnlyList<IPreTokenizer> PreTokenizers { get; } = preTokenizers;

@@ -35,12 +35,20 @@ public sealed class TokenizerPattern
     public List<(int Start, int End)> Matches(string text)
     {
         var matches = new List<(int, int)>();
-        if (_regex is not null)
-            _regex.FindMatches(text, matches);
-        else if (!string.IsNullOrEmpty(Literal))
-            for (var i = text.IndexOf(Literal, StringComparison.Ordinal); i >= 0; i = text.IndexOf(Literal, i + Literal.Length, StringComparison.Ordinal))
-                matches.Add((i, i + Literal.Length));
+        Matches(text, 0, text.Length, matches);
         return matches;
+    }
+
+    /// <summary>Adds the non-empty matches in <paramref name="text"/>[<paramref name="from"/>..<paramref name="to"/>], taken as a
+    /// text of its own, as indices of <paramref name="text"/>.</summary>
+    internal void Matches(string text, int from, int to, List<(int Start, int End)> matches)
+    {
+        if (_regex is not null)
+            _regex.FindMatches(text, from, to, matches);
+        else if (!string.IsNullOrEmpty(Literal))
+            for (var i = text.IndexOf(Literal, from, to - from, StringComparison.Ordinal); i >= 0 && i + Literal.Length <= to;
+                 i = i + Literal.Length < to ? text.IndexOf(Literal, i + Literal.Length, to - i - Literal.Length, StringComparison.Ordinal) : -1)
+                matches.Add((i, i + Literal.Length));
     }
 
     public JsonObject ToJson() => Literal is not null ? new JsonObject { ["String"] = Literal } : new JsonObject { ["Regex"] = Regex };

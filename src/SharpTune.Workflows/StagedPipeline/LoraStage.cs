@@ -1,7 +1,6 @@
 using SharpTune.Engine;
 using SharpTune.Peft;
 using SharpTune.Training;
-using SharpTune.Training.Data;
 
 namespace SharpTune.StagedPipeline;
 
@@ -32,29 +31,29 @@ internal sealed class LoraStage : PipelineStage
         var trainFrom = settings.QLora ? context.RequireOutputOf("quantize") : baseFolder;
         var tokenizer = PretrainedInstructionTokenizer.FromPretrained(baseFolder);
         var (train, _) = PipelineStages.Data(settings);
-        var examples = train.Select(r => InstructionExample.From(tokenizer, r, settings.MaxLength))
-            .Select(e => new TrainingExample(e.InputIds) { TokenLabels = e.Labels })
-            .ToList();
+        var records = train.Select(r => SftRecord.FromPromptCompletion(r.Prompt, r.Response)).ToList();
 
         // Seeded here so that adapter initialisation, dropout and data order repeat exactly when the stage re-runs.
         TorchRuntime.Seed(settings.Seed);
-        var config = new LoraConfig
+        var sftConfig = new SftConfig
         {
-            R = settings.LoraR,
-            LoraAlpha = settings.LoraAlpha,
-            LoraDropout = settings.LoraDropout,
-            TargetModules = settings.TargetModules,
-            BaseModelNameOrPath = settings.Model,
+            MaxLength = settings.MaxLength,
+            Lora = new LoraConfig
+            {
+                R = settings.LoraR,
+                LoraAlpha = settings.LoraAlpha,
+                LoraDropout = settings.LoraDropout,
+                TargetModules = settings.TargetModules,
+                BaseModelNameOrPath = settings.Model,
+            },
         };
         var adapterFolder = Path.Combine(workDirectory, PipelineStages.AdapterFolder);
         double trainingLoss;
         long steps;
         string trainable;
+        int samples;
         using (var model = ModelFolder.LoadCausalLM(trainFrom, context.Device))
         {
-            var peft = PeftModel.Create(model, config);
-            trainable = peft.TrainableParametersSummary();
-            context.Log($"lora: {trainable}; {examples.Count} training samples");
             var args = new TrainingArguments
             {
                 OutputDir = Path.Combine(workDirectory, "training"),
@@ -69,14 +68,17 @@ internal sealed class LoraStage : PipelineStage
                 Seed = settings.Seed,
                 LoggingSteps = 1,
             };
-            var trainer = new Trainer(model, args, examples, dataCollator: new DataCollatorWithPadding(tokenizer.EosTokenId))
+            var sft = new SftTrainer(model, args, tokenizer, records, config: sftConfig)
             {
                 Progress = new Progress<TrainingProgress>(p => context.ReportProgress(p.Step, p.TotalSteps, $"loss {p.Loss:F4}")),
             };
-            var result = trainer.Train();
+            trainable = sft.Peft!.TrainableParametersSummary();
+            samples = sft.TrainDataset.Count;
+            context.Log($"lora: {trainable}; {samples} training samples");
+            var result = sft.Train();
             trainingLoss = result.TrainingLoss;
             steps = result.GlobalStep;
-            peft.SavePretrained(adapterFolder);
+            sft.SaveModel(adapterFolder);
         }
 
         // The merged model: the adapter applied to the full-precision base (for QLoRA too, as peft users merge into
@@ -91,7 +93,7 @@ internal sealed class LoraStage : PipelineStage
         context.Log($"lora: {steps} optimizer steps, training loss {trainingLoss:F4}");
         return new Dictionary<string, object?>
         {
-            ["training_samples"] = examples.Count,
+            ["training_samples"] = samples,
             ["optimizer_steps"] = steps,
             ["training_loss"] = trainingLoss,
             ["trainable_parameters"] = trainable,

@@ -1,3 +1,4 @@
+using SharpTune.Training;
 using System.Diagnostics;
 using SharpTune.Engine;
 using SharpTune.Generation;

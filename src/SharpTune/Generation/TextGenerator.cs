@@ -59,9 +59,10 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
             throw new ArgumentException("no prompts to generate from");
         if (prompts.Any(p => p.Count == 0))
             throw new ArgumentException("a prompt is empty: give at least one token (e.g. the BOS id)");
+        var vocabSize = Model.VocabSize;
         foreach (var id in prompts.SelectMany(p => p))
-            if (id < 0 || id >= Model.VocabSize)
-                throw new ArgumentException($"prompt token id {id} is outside the model's vocabulary (ids 0 to {Model.VocabSize - 1})");
+            if (id < 0 || id >= vocabSize)
+                throw new ArgumentException($"prompt token id {id} is outside the model's vocabulary (ids 0 to {vocabSize - 1})");
         if (config.StopStrings.Count > 0 && decode is null)
             throw new ArgumentException("stop strings need a tokenizer to decode the generated text");
 

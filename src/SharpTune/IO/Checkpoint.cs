@@ -88,14 +88,19 @@ public sealed class Checkpoint : IDisposable
             weightMap = JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] as JsonObject
                         ?? throw new InvalidDataException($"{indexPath}: no 'weight_map' object");
         }
-        catch (System.Text.Json.JsonException e)
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{indexPath}: not valid JSON ({e.Message})");
+            // ArgumentException: a key twice; InvalidOperationException: a root that is not an object.
+            throw new InvalidDataException($"{indexPath}: not a valid index ({e.Message})");
         }
         var opened = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
         foreach (var (tensor, shardNode) in weightMap)
         {
-            var shard = shardNode?.GetValue<string>() ?? throw new InvalidDataException($"{indexPath}: no shard named for '{tensor}'");
+            var shard = shardNode is JsonValue value && value.TryGetValue<string>(out var name) ? name
+                : throw new InvalidDataException($"{indexPath}: no shard file named for '{tensor}'");
+            // Shards sit next to the index: a path ("../secret", "/etc/passwd") would read files outside the model.
+            if (shard.Length == 0 || Path.GetFileName(shard) != shard || Path.IsPathRooted(shard))
+                throw new InvalidDataException($"{indexPath}: shard '{shard}' for '{tensor}' is not a file name in the model folder");
             if (!opened.TryGetValue(shard, out var file))
             {
                 var shardPath = Path.Combine(Directory, shard);

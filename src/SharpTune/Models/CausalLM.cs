@@ -58,6 +58,8 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
         _headName = headName;
         register_module(model.BaseModelPrefix, model);
         IsTied = config.Get("tie_word_embeddings", tiedByDefault);
+        // Read once: each access to the embedding's weight hands out a new tensor handle.
+        VocabSize = (int)model.InputEmbeddingWeight.shape[0];
         if (IsTied && headBias)
             throw new NotSupportedException($"{config.SourcePath ?? PretrainedConfig.FileName}: a tied LM head with a bias is not supported");
         if (!IsTied)
@@ -78,7 +80,7 @@ public abstract class CausalLMModel : PreTrainedModel, ICausalLM
     public override IReadOnlyCollection<string> TiedParameterNames => IsTied ? [_headName + ".weight"] : [];
 
     public int NumLayers => Model.NumLayers;
-    public int VocabSize => (int)Model.InputEmbeddingWeight.shape[0];
+    public int VocabSize { get; }
     public int MaxPositions => Config.Get("max_position_embeddings", 2048, "n_positions");
     public IReadOnlyList<long> EosTokenIds => Config.EosTokenIds;
 

@@ -14,7 +14,7 @@ public static class ModelFolder
 
     /// <summary>Tokenizer files a Hugging Face model folder may hold (all copied along with the model).</summary>
     public static readonly string[] TokenizerFiles =
-        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json"];
+        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"];
 
     /// <summary>Copies the tokenizer files and <c>generation_config.json</c> (written from config.json's special token
     /// ids when the source has none) so that <paramref name="target"/> is a complete model folder.</summary>
@@ -46,45 +46,4 @@ public static class ModelFolder
     /// <summary>Loads a causal LM (full-precision or quantized checkpoint) from a model folder.</summary>
     public static PreTrainedModel LoadCausalLM(string directory, Device device, ScalarType? dtype = null) =>
         AutoModel.FromPretrained(directory, ModelTask.CausalLM, device, dtype);
-}
-
-/// <summary>A model folder's tokenizer (SharpTune.Tokenizers) for instruction tuning. Adds the BOS token when
-/// tokenizer_config.json asks for it (<c>add_bos_token</c>, as transformers' Llama tokenizers do) and the
-/// tokenizer.json has no post-processor doing so.</summary>
-public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
-{
-    private readonly Tokenizer _tokenizer;
-    private readonly int? _bosToAdd;
-
-    private PretrainedInstructionTokenizer(Tokenizer tokenizer, int? bosToAdd, int eos)
-    {
-        _tokenizer = tokenizer;
-        _bosToAdd = bosToAdd;
-        EosTokenId = eos;
-    }
-
-    public int EosTokenId { get; }
-
-    public static PretrainedInstructionTokenizer FromPretrained(string directory)
-    {
-        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
-        var path = Path.Combine(directory, "tokenizer.json");
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"{directory} has no tokenizer.json (the pipeline needs the model's tokenizer)", path);
-        var tokenizer = Tokenizer.FromFile(path);
-        var config = PretrainedConfig.FromDirectory(directory);
-        var eos = tokenizer.EosTokenId ?? (config.EosTokenIds.Count > 0 ? (int)config.EosTokenIds[0]
-            : throw new InvalidDataException($"{directory}: neither the tokenizer nor config.json names an end-of-sequence token"));
-        var addBos = TokenizerConfig.Load(directory).AddBosToken;
-        var bos = tokenizer.BosTokenId ?? config.Get<int?>("bos_token_id", null);
-        return new PretrainedInstructionTokenizer(tokenizer, addBos ? bos : null, eos);
-    }
-
-    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens)
-    {
-        var ids = _tokenizer.EncodeToIds(text, addSpecialTokens);
-        return addSpecialTokens && _bosToAdd is { } bos && (ids.Length == 0 || ids[0] != bos) ? [bos, .. ids] : ids;
-    }
-
-    public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids);
 }

@@ -79,4 +79,47 @@ public sealed class CliEntryPointTests : IDisposable
         Assert.True(result.ExitCode == 0, result.All);
         Assert.Equal(2, File.ReadAllLines(Path.Combine(_root, "out.jsonl")).Length);
     }
+
+    [Fact]
+    public void PipelineRefusesMoreTrainSamplesThanTheDataHolds()
+    {
+        var data = Path.Combine(_root, "ten.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 10).Select(i => JsonSerializer.Serialize(new { prompt = $"question {i}", answer = $"answer {i}" })));
+        var output = Path.Combine(_root, "pipeline");
+        var result = CliRunner.Run("pipeline", "--model", Stories, "--data", data, "--output", output, "--train-samples", "20", "--held-out-samples", "5");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal($"error: --train-samples 20 and --held-out-samples 5 need 25 records; {data} has 10", result.StdErr.Trim());
+        Assert.False(Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any());
+    }
+
+    [Fact]
+    public void PredictToStandardOutputKeepsTheTableOnStandardError()
+    {
+        var result = CliRunner.Run("predict", "--model", Path.Combine(RepoPaths.Models, "mini-bert"), "--task", "fill-mask",
+            "--text", "a [MASK] day", "--text", "the [MASK] end", "--output", "-");
+        Assert.True(result.ExitCode == 0, result.All);
+        var lines = result.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.All(lines, line => Assert.NotNull(JsonNode.Parse(line)!["masks"]));
+        Assert.Contains("fills", result.StdErr);
+        Assert.False(File.Exists(Path.Combine(RepoPaths.Root, "-")));
+    }
+
+    [Fact]
+    public void TokenizeAndPretrainRefuseInvalidUtf8NamingTheLine()
+    {
+        var input = Path.Combine(_root, "in.jsonl");
+        File.WriteAllBytes(input, [.. "{\"text\":\"ok\"}\n{\"text\":\"bad "u8.ToArray(), 0xFF, .. "\"}\n"u8.ToArray()]);
+        var result = CliRunner.Run("tokenize", "--tokenizer", RepoPaths.Fixture("tokenizers", "bert-wordpiece.tokenizer.json"),
+            "--input", input, "--output", Path.Combine(_root, "out.jsonl"));
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal($"error: {input}:2: not valid UTF-8 (byte offset 27); save the file as UTF-8", result.StdErr.Trim());
+
+        var text = Path.Combine(_root, "train.txt");
+        File.WriteAllBytes(text, [.. "one story\ntwo stories\nthree "u8.ToArray(), 0xC3, 0x28, .. "\n"u8.ToArray()]);
+        result = CliRunner.Run("pretrain", "--objective", "clm", "--config", Stories, "--train", text, "--output", Path.Combine(_root, "pt"));
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith($"error: {text}:3: not valid UTF-8", result.StdErr.Trim());
+        Assert.False(Directory.Exists(Path.Combine(_root, "pt")));
+    }
 }

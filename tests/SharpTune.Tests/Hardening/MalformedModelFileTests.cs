@@ -30,6 +30,16 @@ public sealed class MalformedModelFileTests : MalformedInputSuite
         return ["convert", "--model", model, "--output", output];
     };
 
+    /// <summary>The fixture's config with <paramref name="index"/> as model.safetensors.index.json (and no single weights file).</summary>
+    private static Func<string, string, string[]> Index(string index) => (folder, output) =>
+    {
+        var model = Path.Combine(folder, "model");
+        Directory.CreateDirectory(model);
+        File.Copy(Path.Combine(Fixture, "config.json"), Path.Combine(model, "config.json"));
+        Write(model, "model.safetensors.index.json", index);
+        return ["convert", "--model", model, "--output", output];
+    };
+
     private const string Entry = "\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]";
 
     public static readonly MalformedCase[] Cases =
@@ -59,6 +69,11 @@ public sealed class MalformedModelFileTests : MalformedInputSuite
             "model.safetensors", "tensor 'w'", "needs 16 bytes"),
         new("safetensors-overlap", Weights(SafeTensors($"{{\"a\":{{{Entry}}},\"b\":{{{Entry}}}}}", 16)), "model.safetensors", "overlap"),
         new("safetensors-metadata-number", Weights(SafeTensors("{\"__metadata__\":{\"format\":1}}")), "model.safetensors", "__metadata__"),
+
+        new("index-not-json", Index("{\"weight_map\": {"), "model.safetensors.index.json", "not a valid index"),
+        new("index-shard-number", Index("{\"weight_map\": {\"w\": 5}}"), "model.safetensors.index.json", "no shard file named for 'w'"),
+        new("index-shard-outside", Index("{\"weight_map\": {\"w\": \"../../config.json\"}}"), "model.safetensors.index.json", "not a file name"),
+        new("index-shard-missing", Index("{\"weight_map\": {\"w\": \"model-00009.safetensors\"}}"), "model.safetensors.index.json", "missing"),
 
         new("config-million-layers", Config(c => c["num_hidden_layers"] = 1000000), "config.json", "num_hidden_layers", "1000000"),
         new("config-hidden-1e9", Config(c => c["hidden_size"] = JsonValue.Create(1e9)), "config.json", "hidden_size", "1000000000"),

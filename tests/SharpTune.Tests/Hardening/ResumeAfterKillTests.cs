@@ -44,7 +44,7 @@ public sealed class ResumeAfterKillTests : IDisposable
     }
 
     [Fact]
-    public void ClassifyFinetuneResumedAfterKillMatchesAnUninterruptedRun()
+    public void ClassifyFinetuneAndKFoldResumedAfterKillMatchAnUninterruptedRun()
     {
         var model = TinyBert();
         var train = Path.Combine(_root, "train.tsv");
@@ -52,7 +52,7 @@ public sealed class ResumeAfterKillTests : IDisposable
         string[] Args(string output) =>
         [
             "classify", "--train", train, "--eval-fraction", "0.25", "--text-column", "sentence", "--label-column", "label",
-            "--approach", "finetune", "--model", model, "--output", output, "--batch-size", "8", "--max-length", "24", "--epochs", "1",
+            "--approach", "finetune,kfold", "--folds", "2", "--model", model, "--output", output, "--batch-size", "8", "--max-length", "24", "--epochs", "1",
             "--lr", "1e-3", "--save-steps", "2", "--seed", "3",
         ];
         var whole = Path.Combine(_root, "whole");
@@ -60,15 +60,19 @@ public sealed class ResumeAfterKillTests : IDisposable
         Assert.True(uninterrupted.ExitCode == 0, uninterrupted.All);
 
         var killed = Path.Combine(_root, "killed");
-        KillAfterFirstCheckpoint(Args(killed), Path.Combine(killed, "finetune"));
+        // Killed in k-fold's first fold: finetune has finished, k-fold's first fold is half done and its second not begun.
+        KillAfterFirstCheckpoint(Args(killed), Path.Combine(killed, "kfold", "fold-0"));
         var resumed = CliRunner.Run([.. Args(killed), "--resume"]);
         Assert.True(resumed.ExitCode == 0, resumed.All);
 
-        var expected = Probabilities(Path.Combine(whole, "predictions_finetune.csv"));
-        var actual = Probabilities(Path.Combine(killed, "predictions_finetune.csv"));
-        Assert.Equal(expected.Length, actual.Length);
-        for (var i = 0; i < expected.Length; i++)
-            Assert.Equal(expected[i], actual[i], 1e-5);
+        foreach (var file in new[] { "predictions_finetune.csv", "predictions_kfold.csv", Path.Combine("kfold", "oof_predictions.csv") })
+        {
+            var expected = Probabilities(Path.Combine(whole, file));
+            var actual = Probabilities(Path.Combine(killed, file));
+            Assert.Equal(expected.Length, actual.Length);
+            for (var i = 0; i < expected.Length; i++)
+                Assert.Equal(expected[i], actual[i], 1e-5);
+        }
 
         var fresh = CliRunner.Run([.. Args(Path.Combine(_root, "nothing")), "--resume"]);
         Assert.Equal(2, fresh.ExitCode);
@@ -95,8 +99,9 @@ public sealed class ResumeAfterKillTests : IDisposable
         Assert.NotEqual(0, process.ExitCode);
     }
 
-    private static double[] Probabilities(string predictionsCsv) =>
-        File.ReadLines(predictionsCsv).Skip(1).SelectMany(line => line.Split(',').Skip(3))
+    /// <summary>The probability columns of a predictions CSV (id, label, predicted, p...) or an OOF CSV (id, label, p...).</summary>
+    private static double[] Probabilities(string csv) =>
+        File.ReadLines(csv).Skip(1).SelectMany(line => line.Split(',').Skip(csv.EndsWith("oof_predictions.csv", StringComparison.Ordinal) ? 2 : 3))
             .Select(f => double.Parse(f, CultureInfo.InvariantCulture)).ToArray();
 
     /// <summary>A 2-layer BERT of hidden size 64 over the WordPiece fixture's vocabulary, seeded: minutes of mini-bert become seconds.</summary>

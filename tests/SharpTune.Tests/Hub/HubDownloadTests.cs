@@ -77,7 +77,7 @@ public class HubDownloadTests
         Assert.Empty(hub.Requests);
 
         // A Hub that cannot be reached: the cached snapshot is used, an uncached model says why it is missing.
-        var unreachable = Options(hub, cache) with { Endpoint = "http://127.0.0.1:1", MaxAttempts = 1 };
+        var unreachable = Options(hub, cache) with { Endpoint = "http://127.0.0.1:1", RetryDelay = TimeSpan.FromSeconds(30) }; // not waited for
         using (var client = new HubClient(unreachable))
         {
             Assert.Equal(commit, Path.GetFileName(await client.DownloadSnapshotAsync(RepoId)));

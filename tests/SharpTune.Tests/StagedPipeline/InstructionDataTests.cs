@@ -1,3 +1,4 @@
+using SharpTune.Training;
 using SharpTune.StagedPipeline;
 using SharpTune.Tests.Support;
 

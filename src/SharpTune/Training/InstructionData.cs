@@ -1,7 +1,10 @@
 using System.Text.Json;
 using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Tokenizers;
+using SharpTune.Tokenizers.ChatTemplates;
 
-namespace SharpTune.StagedPipeline;
+namespace SharpTune.Training;
 
 /// <summary>One instruction-tuning example: the rendered prompt and the response the model should learn to write.
 /// <see cref="Line"/> is the 1-based line of the JSONL file it came from, for messages.</summary>
@@ -44,7 +47,7 @@ public static class InstructionDataset
         return records;
     }
 
-    private static InstructionRecord Parse(JsonElement record, string path, int line)
+    internal static InstructionRecord Parse(JsonElement record, string path, int line)
     {
         if (record.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{path}:{line}: expected a JSON object, found {record.ValueKind}");
@@ -139,4 +142,79 @@ public sealed record InstructionExample(long[] InputIds, long[] Labels, int Prom
         var labels = ids.Select((id, i) => i < promptLength ? IgnoreIndex : id).ToArray();
         return new InstructionExample(ids, labels, promptLength);
     }
+}
+
+/// <summary>A model folder's tokenizer for instruction and chat tuning: the tokenizer, its tokenizer_config.json settings and
+/// chat template. Adds the BOS token when tokenizer_config.json asks for it (<c>add_bos_token</c>, as transformers' Llama
+/// tokenizers do) and the tokenizer.json has no post-processor doing so — the one place SharpTune applies
+/// <c>add_bos_token</c>/<c>add_eos_token</c> to training text.</summary>
+public sealed class PretrainedInstructionTokenizer : IInstructionTokenizer
+{
+    private readonly int? _bosToAdd;
+    private readonly int? _eosToAdd;
+
+    public PretrainedInstructionTokenizer(Tokenizer tokenizer, TokenizerConfig config, int eosTokenId, int? bosTokenId = null, ChatTemplate? chatTemplate = null)
+    {
+        Tokenizer = tokenizer;
+        Config = config;
+        EosTokenId = eosTokenId;
+        _bosToAdd = config.AddBosToken ? bosTokenId ?? tokenizer.BosTokenId
+            ?? throw new InvalidDataException($"{config.Directory}: add_bos_token is true but there is no BOS token") : null;
+        _eosToAdd = config.AddEosToken ? eosTokenId : null;
+        ChatTemplate = chatTemplate;
+    }
+
+    public Tokenizer Tokenizer { get; }
+    public TokenizerConfig Config { get; }
+    public int EosTokenId { get; }
+
+    /// <summary>The chat template (tokenizer_config.json's, chat_template.jinja, or one given); null when the model has none.</summary>
+    public ChatTemplate? ChatTemplate { get; }
+
+    /// <summary>Loads the folder's tokenizer.json, tokenizer settings and chat template; <paramref name="chatTemplatePath"/>
+    /// (a .jinja file) replaces the folder's template, as trl's chat_template_path does.</summary>
+    public static PretrainedInstructionTokenizer FromPretrained(string directory, string? chatTemplatePath = null)
+    {
+        directory = Hub.PretrainedPath.Resolve(directory, Hub.HubFileSelection.Tokenizer);
+        var path = Path.Combine(directory, "tokenizer.json");
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{directory} has no tokenizer.json (instruction tuning needs the model's tokenizer)", path);
+        var tokenizer = Tokenizer.FromFile(path);
+        var tokenizerConfig = TokenizerConfig.Load(directory);
+        var config = PretrainedConfig.FromDirectory(directory);
+        var eos = tokenizer.EosTokenId ?? (config.EosTokenIds.Count > 0 ? (int)config.EosTokenIds[0]
+            : throw new InvalidDataException($"{directory}: neither the tokenizer nor config.json names an end-of-sequence token"));
+        var bos = tokenizer.BosTokenId ?? config.Get<int?>("bos_token_id", null);
+        ChatTemplate? template = null;
+        if (chatTemplatePath is not null)
+        {
+            if (!File.Exists(chatTemplatePath))
+                throw new FileNotFoundException($"chat template file not found: {chatTemplatePath}", chatTemplatePath);
+            template = new ChatTemplate(new Dictionary<string, string> { [TokenizerConfig.DefaultTemplateName] = File.ReadAllText(chatTemplatePath) },
+                tokenizerConfig.SpecialTokens, tokenizerConfig.AdditionalSpecialTokens, chatTemplatePath);
+        }
+        else if (tokenizerConfig.ChatTemplates.Count > 0)
+            template = ChatTemplate.FromConfig(tokenizerConfig);
+        return new PretrainedInstructionTokenizer(tokenizer, tokenizerConfig, eos, bos, template);
+    }
+
+    /// <summary>Token ids of plain text; with special tokens: the tokenizer's post-processor, then BOS/EOS as tokenizer_config.json asks.</summary>
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens)
+    {
+        var ids = Tokenizer.EncodeToIds(text, addSpecialTokens);
+        if (!addSpecialTokens)
+            return ids;
+        IEnumerable<int> result = ids;
+        if (_bosToAdd is { } bos && (ids.Length == 0 || ids[0] != bos))
+            result = result.Prepend(bos);
+        if (_eosToAdd is { } eos && (ids.Length == 0 || ids[^1] != eos))
+            result = result.Append(eos);
+        return result as int[] ?? result.ToArray();
+    }
+
+    /// <summary>Ids and UTF-16 offsets of a chat-template rendering: the template writes the special tokens itself, so
+    /// none are added (as transformers' apply_chat_template(tokenize=True) does).</summary>
+    public TokenEncoding EncodeRendered(string rendered) => Tokenizer.Encode(rendered, addSpecialTokens: false);
+
+    public string Decode(IEnumerable<int> ids) => Tokenizer.Decode(ids);
 }
