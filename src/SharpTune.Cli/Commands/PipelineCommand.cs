@@ -3,6 +3,7 @@ using System.Globalization;
 using SharpTune.Cli.Infrastructure;
 using SharpTune.Hub;
 using SharpTune.StagedPipeline;
+using SharpTune.Training;
 using Spectre.Console;
 
 namespace SharpTune.Cli.Commands;
