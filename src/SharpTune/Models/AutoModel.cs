@@ -37,13 +37,18 @@ public static class AutoModel
     /// <summary>Loads a Hugging Face model directory, or a Hub id (<c>org/name[@revision]</c>) from the Hugging Face cache
     /// or the Hub (<see cref="PretrainedPath"/>). Weights the checkpoint lacks (a new head) are initialised
     /// as transformers does and listed in <c>report</c>.</summary>
-    public static PreTrainedModel FromPretrained(string directory, ModelTask? task = null, Device? device = null, ScalarType? dtype = null) =>
-        FromPretrained(directory, out _, task, device, dtype);
+    public static PreTrainedModel FromPretrained(string directory, ModelTask? task = null, Device? device = null, ScalarType? dtype = null,
+        CancellationToken cancellationToken = default) =>
+        FromPretrained(directory, out _, task, device, dtype, cancellationToken);
 
-    public static PreTrainedModel FromPretrained(string directory, out LoadReport report, ModelTask? task = null, Device? device = null, ScalarType? dtype = null)
+    /// <summary>As above; <paramref name="cancellationToken"/> cancels a Hub download and is checked before the model is
+    /// built and after its weights load.</summary>
+    public static PreTrainedModel FromPretrained(string directory, out LoadReport report, ModelTask? task = null, Device? device = null, ScalarType? dtype = null,
+        CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         Engine.LibTorch.EnsureLoaded();
-        directory = PretrainedPath.Resolve(directory);
+        directory = PretrainedPath.Resolve(directory, cancellationToken: cancellationToken);
         var config = PretrainedConfig.FromDirectory(directory);
         var registration = Resolve(config, task);
         ConfigValidation.Validate(config);
@@ -54,6 +59,7 @@ public static class AutoModel
             if (Quantization.Quantizer.IsQuantized(config))
                 Quantization.Quantizer.LoadQuantizedLayers(model, checkpoint);
             report = model.LoadWeights(checkpoint);
+            cancellationToken.ThrowIfCancellationRequested();
             if (dtype is { } target)
                 model.to(target);
             if (device is not null)

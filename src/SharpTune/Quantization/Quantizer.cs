@@ -26,8 +26,11 @@ public sealed record QuantizationFootprint(int Layers, long Parameters, long Wei
 public static class Quantizer
 {
     /// <summary>Quantizes every eligible linear layer; returns their paths. A <see cref="PreTrainedModel"/>'s config gets
-    /// the <c>quantization_config</c> so that <c>SavePretrained</c> writes a checkpoint <c>AutoModel</c> loads back.</summary>
-    public static IReadOnlyList<string> Quantize(nn.Module model, QuantizationOptions options, IProgress<int>? progress = null)
+    /// the <c>quantization_config</c> so that <c>SavePretrained</c> writes a checkpoint <c>AutoModel</c> loads back.
+    /// <paramref name="cancellationToken"/> is checked before each layer; a cancelled model is left partly quantized
+    /// (throw it away).</summary>
+    public static IReadOnlyList<string> Quantize(nn.Module model, QuantizationOptions options, IProgress<int>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         options.Validate();
         var targets = ModuleTree.UniqueModules(model)
@@ -38,6 +41,7 @@ public static class Quantizer
         var done = 0;
         foreach (var (path, linear) in targets)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var quantized = QuantizedLinear.FromLinear(linear, options);
             ModuleTree.Replace(model, path, quantized);
             if (!kept.Contains(linear.weight.Handle)) // a weight tied to a kept module stays alive
