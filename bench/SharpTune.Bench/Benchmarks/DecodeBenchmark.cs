@@ -15,8 +15,9 @@ namespace SharpTune.Bench.Benchmarks;
 /// Q8_0 from its llama2.c converter), on stories260K and on random llama2.c checkpoints of the stories15M and stories110M
 /// shapes, at 1 and 2 threads (each program's best count is compared). A STREAM-style copy gives the machine's memory
 /// bandwidth, so each figure is also reported as a fraction of the bandwidth limit (weight bytes × tokens/s / bandwidth).
-/// Peers are optional: build them with bench/peers/build-peers.sh (outside the repository) and point SHARPTUNE_PEERS
-/// at that folder; the ones missing are reported as n/a. Rounds alternate the programs so load changes hit all alike;
+/// Peers are optional and never part of the repository: SHARPTUNE_PEERS names a folder holding the user's own builds
+/// (llama2.c/run_O3, llama2.c/run_Ofast, llama.cpp/build/bin/{llama-bench, llama-convert-llama2c-to-ggml,
+/// llama-quantize}); the ones missing are reported as n/a. Rounds alternate the programs so load changes hit all alike;
 /// each figure is its best round.
 /// </summary>
 public sealed partial class DecodeBenchmark : IBenchmark
