@@ -5,7 +5,7 @@ namespace SharpTune.Tests.Packaging;
 
 /// <summary>
 /// What a new user does: pack the repository into a local feed, create a console app in a temporary folder outside
-/// the repository, add SharpTune (and the CPU libtorch) from the feed, build and run it; install the sharptune tool
+/// the repository, add SharpTune from the feed (it brings the CPU libtorch by default), build and run it; install the sharptune tool
 /// from the feed and run <c>sharptune info</c>. The consumer restores into a private packages folder that falls back
 /// on the machine's NuGet cache, so the freshly packed SharpTune packages are always the ones used and TorchSharp is
 /// not downloaded again.
@@ -48,7 +48,6 @@ public class PackageConsumerTests
             ProcessRunner.Succeed(dotnet, ["new", "console", "-o", app, "-n", "ConsumerApp", "--no-restore"], work, Long, environment);
             File.Copy(Path.Combine(AppContext.BaseDirectory, "Packaging", "ConsumerApp", "Program.cs.txt"), Path.Combine(app, "Program.cs"), overwrite: true);
             ProcessRunner.Succeed(dotnet, ["add", "package", "SharpTune", "--version", "0.1.0", "--no-restore"], app, Long, environment);
-            ProcessRunner.Succeed(dotnet, ["add", "package", "TorchSharp-cpu", "--version", "0.107.0", "--no-restore"], app, Long, environment);
             // One platform's libtorch in bin/, as the README recommends.
             ProcessRunner.Succeed(dotnet, ["build", "-c", "Release", "-p:RuntimeIdentifier=linux-x64", "-nologo"], app, Long, environment);
             var output = ProcessRunner.Succeed(dotnet, [Path.Combine(app, "bin", "Release", "net10.0", "linux-x64", "ConsumerApp.dll"),
