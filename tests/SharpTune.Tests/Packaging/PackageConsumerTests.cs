@@ -27,7 +27,13 @@ public class PackageConsumerTests
 
             var feed = Path.Combine(work, "feed");
             var environment = CleanEnvironment();
-            ProcessRunner.Succeed(dotnet, ["pack", "-c", "Release", "-o", feed, "-nologo"], RepoPaths.Root, Long, environment);
+            // Packing builds; in the checkout that would rewrite outputs other tests run at the same moment (the CLI's
+            // patched native library among them), so a copy of the sources is packed, as a fresh clone would be.
+            var source = Path.Combine(work, "source");
+            CopySources(source);
+            ProcessRunner.Succeed(dotnet, ["new", "sln", "-n", "SharpTune", "-o", source], source, Long, environment);
+            ProcessRunner.Succeed(dotnet, ["sln", "add", .. Directory.GetFiles(Path.Combine(source, "src"), "*.csproj", SearchOption.AllDirectories)], source, Long, environment);
+            ProcessRunner.Succeed(dotnet, ["pack", "-c", "Release", "-o", feed, "-nologo"], source, Long, environment);
             foreach (var package in new[] { "SharpTune.Tokenizers", "SharpTune", "SharpTune.Workflows", "SharpTune.Cli", "SharpTune.Cli.linux-x64" })
                 Assert.True(File.Exists(Path.Combine(feed, $"{package}.0.1.0.nupkg")), $"{package} was not packed: {string.Join(", ", Directory.GetFiles(feed).Select(Path.GetFileName))}");
             Assert.True(new FileInfo(Path.Combine(feed, "SharpTune.Cli.linux-x64.0.1.0.nupkg")).Length < 250L << 20, "the tool package must stay under nuget.org's 250 MB");
@@ -66,6 +72,25 @@ public class PackageConsumerTests
         {
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>What packing reads: the sources under src/ and build/ (no build outputs) and the root's build files.</summary>
+    private static void CopySources(string destination)
+    {
+        foreach (var folder in new[] { "src", "build" })
+        {
+            var root = Path.Combine(RepoPaths.Root, folder);
+            foreach (var file in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories))
+            {
+                var relative = Path.GetRelativePath(RepoPaths.Root, file);
+                if (relative.Split(Path.DirectorySeparatorChar).Any(part => part is "bin" or "obj"))
+                    continue;
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(destination, relative))!);
+                File.Copy(file, Path.Combine(destination, relative));
+            }
+        }
+        foreach (var file in new[] { "Directory.Build.props", "Directory.Build.targets", "Directory.Packages.props", "global.json", "README.md", "LICENSE" })
+            File.Copy(Path.Combine(RepoPaths.Root, file), Path.Combine(destination, file));
     }
 
     private static IEnumerable<string> AncestorsOf(string path)
