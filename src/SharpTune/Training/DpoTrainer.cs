@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Engine;
 using SharpTune.IO;
+using SharpTune.Data;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Tokenizers.ChatTemplates;
@@ -34,21 +35,8 @@ public sealed record PreferenceRecord(JsonNode Prompt, JsonNode Chosen, JsonNode
         if (!File.Exists(path))
             throw new FileNotFoundException($"preference data file not found: {path}", path);
         var records = new List<PreferenceRecord>();
-        var lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNumber, o) in JsonLines.ReadObjects(path))
         {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line))
-                continue;
-            JsonObject o;
-            try
-            {
-                o = JsonNode.Parse(line) as JsonObject ?? throw new InvalidDataException($"{path}:{lineNumber}: expected a JSON object");
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}:{lineNumber}: not valid JSON ({e.Message})");
-            }
             JsonNode Field(string name) => o[name]?.DeepClone() is { } value && value is JsonArray or JsonValue
                 ? value
                 : throw new InvalidDataException($"{path}:{lineNumber}: '{name}' must be a string or a list of messages");
@@ -57,8 +45,6 @@ public sealed record PreferenceRecord(JsonNode Prompt, JsonNode Chosen, JsonNode
                 throw new InvalidDataException($"{path}:{lineNumber}: prompt, chosen and rejected must all be strings or all be message lists");
             records.Add(new PreferenceRecord(prompt, chosen, rejected, lineNumber));
         }
-        if (records.Count == 0)
-            throw new InvalidDataException($"{path}: no records (expected one JSON object per line)");
         return records;
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Data;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Tokenizers.ChatTemplates;
@@ -34,29 +35,7 @@ public static class SftDataset
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"SFT data file not found: {path}", path);
-        var records = new List<SftRecord>();
-        var lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line))
-                continue;
-            JsonNode? node;
-            try
-            {
-                node = JsonNode.Parse(line);
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}:{lineNumber}: not valid JSON ({e.Message})");
-            }
-            if (node is not JsonObject o)
-                throw new InvalidDataException($"{path}:{lineNumber}: expected a JSON object");
-            records.Add(Parse(o, path, lineNumber));
-        }
-        if (records.Count == 0)
-            throw new InvalidDataException($"{path}: no records (expected one JSON object per line)");
-        return records;
+        return JsonLines.ReadObjects(path).Select(r => Parse(r.Record, path, r.Line)).ToList();
     }
 
     private static SftRecord Parse(JsonObject o, string path, int line)
