@@ -266,14 +266,21 @@ public sealed class SharpTuneServer : IAsyncDisposable
         var prompt = CompletionPrompt(body, language);
         // OpenAI's default for /v1/completions is 16 tokens.
         var settings = Settings(body, language, prompt.Count, 16, "prompt");
+        await GenerateAsync(context, body, language, prompt, settings, WriteCompletionAsync);
+    }
+
+    /// <summary>Submits the prompt and writes the response. The sequence ends with the request: on a disconnect, and
+    /// whenever the writer stops early (a failed write).</summary>
+    private static async Task GenerateAsync(HttpContext context, JsonObject body, LanguageModelService language, IReadOnlyList<long> prompt,
+        SamplingSettings settings, Func<HttpContext, LanguageModelService, GenerationStream, bool, bool, Task> writeAsync)
+    {
         var stream = OpenAIProtocol.OptionalBool(body, "stream");
         var includeUsage = OpenAIProtocol.IncludeUsage(body);
-        // The sequence ends with the request: on a disconnect, and whenever the handler stops early (a failed write).
-        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         var generation = language.Submit(prompt, settings, lifetime.Token);
         try
         {
-            await WriteCompletionAsync(context, language, generation, stream, includeUsage);
+            await writeAsync(context, language, generation, stream, includeUsage);
         }
         finally
         {
@@ -348,19 +355,7 @@ public sealed class SharpTuneServer : IAsyncDisposable
         var messages = ChatMessages(body);
         var prompt = language.EncodeChat(messages);
         var settings = Settings(body, language, prompt.Count, null, "messages");
-        var stream = OpenAIProtocol.OptionalBool(body, "stream");
-        var includeUsage = OpenAIProtocol.IncludeUsage(body);
-        using var lifetime = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-        var generation = language.Submit(prompt, settings, lifetime.Token);
-        try
-        {
-            await WriteChatCompletionAsync(context, language, generation, stream, includeUsage);
-        }
-        finally
-        {
-            if (!generation.Completion.IsCompleted)
-                await lifetime.CancelAsync();
-        }
+        await GenerateAsync(context, body, language, prompt, settings, WriteChatCompletionAsync);
     }
 
     private static async Task WriteChatCompletionAsync(HttpContext context, LanguageModelService language, GenerationStream generation, bool stream, bool includeUsage)
