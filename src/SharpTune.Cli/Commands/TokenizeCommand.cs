@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Cli.Infrastructure;
+using SharpTune.Data;
 using SharpTune.IO;
 using SharpTune.Hub;
 using SharpTune.Tokenizers;
@@ -80,22 +81,9 @@ public static class TokenizeCommand
     {
         var template = ChatTemplate.FromPretrained(Directory.Exists(tokenizerPath) ? tokenizerPath : Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!);
         var inputs = new List<(string, string?)>();
-        var lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNumber, record) in JsonLines.ReadObjects(path, allowEmpty: true))
         {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line))
-                continue;
-            JsonNode? node;
-            try
-            {
-                node = JsonNode.Parse(line);
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path}:{lineNumber}: not valid JSON ({e.Message})");
-            }
-            var messages = node?["messages"] as JsonArray ?? throw new InvalidDataException($"{path}:{lineNumber}: --chat expects an object with a \"messages\" list");
+            var messages = record["messages"] as JsonArray ?? throw new InvalidDataException($"{path}:{lineNumber}: --chat expects an object with a \"messages\" list");
             try
             {
                 inputs.Add((template.ApplyChatTemplate(messages, options), null));

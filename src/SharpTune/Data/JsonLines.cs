@@ -8,8 +8,8 @@ public static class JsonLines
 {
     /// <summary>The objects of <paramref name="path"/> with their 1-based line numbers, read lazily. Throws
     /// <see cref="InvalidDataException"/> naming the file and line for a line that is not JSON or not an object, and
-    /// naming the file when it holds no record at all.</summary>
-    public static IEnumerable<(int Line, JsonObject Record)> ReadObjects(string path)
+    /// naming the file when it holds no record at all (unless <paramref name="allowEmpty"/>).</summary>
+    public static IEnumerable<(int Line, JsonObject Record)> ReadObjects(string path, bool allowEmpty = false)
     {
         var lineNumber = 0;
         var any = false;
@@ -30,7 +30,7 @@ public static class JsonLines
             any = true;
             yield return (lineNumber, node as JsonObject ?? throw new InvalidDataException($"{path}:{lineNumber}: expected a JSON object"));
         }
-        if (!any)
+        if (!any && !allowEmpty)
             throw new InvalidDataException($"{path}: no records (expected one JSON object per line)");
     }
 }
