@@ -25,30 +25,30 @@ internal sealed unsafe class CpuDecoder : IDisposable
     private readonly Layer[] _layers;
     private readonly float* _embeddings;
     private readonly float* _finalNorm;
-    private readonly Projection _head;
-    private readonly int _threads;
+    private readonly Products _head;
+    private readonly DecodeThreadPool _pool;
+    private readonly Attention _attention;
     private readonly long _capacity;
     private readonly List<Tensor> _owned = [];
     private readonly float[] _cos, _sin;
-    private readonly float[] _x, _normed, _q, _k, _v, _attended, _gate, _up, _scores, _logits;
+    // Pinned (never moved by the GC), so the product groups hold their addresses for the decoder's lifetime.
+    private readonly float[] _x, _normed, _q, _k, _v, _attended, _gate, _up, _logits;
 
-    private sealed class Layer(float* inputNorm, float* postNorm, Projection query, Projection key, Projection value,
-        Projection output, Projection gate, Projection up, Projection down)
+    /// <summary>A layer's weights as the four parallel regions of a step: q/k/v and gate/up each share their input, so
+    /// each pair or triple is one region.</summary>
+    private sealed class Layer(float* inputNorm, float* postNorm, Products queryKeyValue, Products output, Products gateUp, Products down)
     {
         public readonly float* InputNorm = inputNorm, PostNorm = postNorm;
-        public readonly Projection Query = query, Key = key, Value = value, Output = output, Gate = gate, Up = up, Down = down;
+        public readonly Products QueryKeyValue = queryKeyValue, Output = output, GateUp = gateUp, Down = down;
     }
 
-    private CpuDecoder(LlamaOptions options, KeyValueCache cache, Layer[] layers, float* embeddings, float* finalNorm, Projection head,
-        int vocab, Tensor cos, Tensor sin)
+    private CpuDecoder(LlamaOptions options, KeyValueCache cache, Projection[][] layers, float*[] norms, float* embeddings, float* finalNorm,
+        Projection head, int vocab, Tensor cos, Tensor sin)
     {
         _options = options;
         _cache = cache;
-        _layers = layers;
         _embeddings = embeddings;
         _finalNorm = finalNorm;
-        _head = head;
-        _threads = Math.Max(1, get_num_threads());
         _capacity = cache.Capacity;
         _cos = cos.data<float>().ToArray();
         _sin = sin.data<float>().ToArray();
@@ -63,8 +63,15 @@ internal sealed unsafe class CpuDecoder : IDisposable
         _attended = Pinned(attention);
         _gate = Pinned(options.IntermediateSize);
         _up = Pinned(options.IntermediateSize);
-        _scores = Pinned((int)(options.NumHeads * _capacity));
         _logits = Pinned(vocab);
+        _pool = new DecodeThreadPool(get_num_threads());
+        _attention = new Attention(options, _capacity, Address(_q), Address(_k), Address(_v), Address(_attended));
+        _layers = layers.Select((p, i) => new Layer(norms[2 * i], norms[2 * i + 1],
+            new Products([p[0], p[1], p[2]], Address(_normed), [Address(_q), Address(_k), Address(_v)]),
+            new Products([p[3]], Address(_attended), [Address(_normed)]),
+            new Products([p[4], p[5]], Address(_normed), [Address(_gate), Address(_up)]),
+            new Products([p[6]], Address(_gate), [Address(_normed)]))).ToArray();
+        _head = new Products([head], Address(_normed), [Address(_logits)]);
     }
 
     /// <summary>
@@ -90,7 +97,8 @@ internal sealed unsafe class CpuDecoder : IDisposable
                 return projection;
             }
 
-            var layers = new Layer[options.NumLayers];
+            var layers = new Projection[options.NumLayers][];
+            var norms = new float*[2 * options.NumLayers];
             for (var i = 0; i < layers.Length; i++)
             {
                 var prefix = $"model.layers.{i}.";
@@ -104,8 +112,9 @@ internal sealed unsafe class CpuDecoder : IDisposable
                     reason = $"layer {i} has a module the CPU decoder does not compute (e.g. an unmerged adapter)";
                     return null;
                 }
-                layers[i] = new Layer(NormWeight(inputNorm), NormWeight(postNorm), projections[0]!, projections[1]!, projections[2]!, projections[3]!,
-                    projections[4]!, projections[5]!, projections[6]!);
+                layers[i] = projections!;
+                norms[2 * i] = NormWeight(inputNorm);
+                norms[2 * i + 1] = NormWeight(postNorm);
             }
             var embeddings = causal.Model.InputEmbeddingWeight;
             var head = causal.IsTied ? Projection.From(embeddings, null) : Linear("lm_head");
@@ -118,7 +127,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
             using var scope = NewDisposeScope();
             using var positions = arange(0, cache.Capacity, ScalarType.Int64).unsqueeze(0);
             var (cos, sin) = options.Rotary.Angles(positions, ScalarType.Float32);
-            var decoder = new CpuDecoder(options, cache, layers, Pointer(embeddings), NormWeight(finalNorm), head, causal.VocabSize,
+            var decoder = new CpuDecoder(options, cache, layers, norms, Pointer(embeddings), NormWeight(finalNorm), head, causal.VocabSize,
                 cos.contiguous(), sin.contiguous());
             decoder._owned.AddRange(owned);
             owned.Clear();
@@ -157,31 +166,26 @@ internal sealed unsafe class CpuDecoder : IDisposable
         if (token < 0 || token >= _logits.Length)
             throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary of {_logits.Length}");
         var hidden = _options.HiddenSize;
-        fixed (float* x = _x, normed = _normed, q = _q, k = _k, v = _v, attended = _attended, gate = _gate, up = _up, logits = _logits)
+        float* x = Address(_x), normed = Address(_normed);
+        new ReadOnlySpan<float>(_embeddings + token * hidden, hidden).CopyTo(_x);
+        for (var l = 0; l < _layers.Length; l++)
         {
-            new ReadOnlySpan<float>(_embeddings + token * hidden, hidden).CopyTo(_x);
-            for (var l = 0; l < _layers.Length; l++)
-            {
-                var layer = _layers[l];
-                RmsNorm(x, layer.InputNorm, normed, hidden);
-                layer.Query.Run(normed, q, _threads);
-                layer.Key.Run(normed, k, _threads);
-                layer.Value.Run(normed, v, _threads);
-                Rotate(q, _options.NumHeads, position);
-                Rotate(k, _options.NumKeyValueHeads, position);
-                Attend(l, q, k, v, attended, position);
-                layer.Output.Run(attended, normed, _threads);
-                Add(x, normed, hidden);
-                RmsNorm(x, layer.PostNorm, normed, hidden);
-                layer.Gate.Run(normed, gate, _threads);
-                layer.Up.Run(normed, up, _threads);
-                SiluMultiply(gate, up, _options.IntermediateSize);
-                layer.Down.Run(gate, normed, _threads);
-                Add(x, normed, hidden);
-            }
-            RmsNorm(x, _finalNorm, normed, hidden);
-            _head.Run(normed, logits, _threads);
+            var layer = _layers[l];
+            RmsNorm(x, layer.InputNorm, normed, hidden);
+            layer.QueryKeyValue.Run(_pool);
+            Rotate(Address(_q), _options.NumHeads, position);
+            Rotate(Address(_k), _options.NumKeyValueHeads, position);
+            _attention.Run(_pool, _cache, l, position);
+            layer.Output.Run(_pool);
+            Add(x, normed, hidden);
+            RmsNorm(x, layer.PostNorm, normed, hidden);
+            layer.GateUp.Run(_pool);
+            SiluMultiply(Address(_gate), Address(_up), _options.IntermediateSize);
+            layer.Down.Run(_pool);
+            Add(x, normed, hidden);
         }
+        RmsNorm(x, _finalNorm, normed, hidden);
+        _head.Run(_pool);
         _cache.Advance(1);
         return _logits;
     }
@@ -219,60 +223,73 @@ internal sealed unsafe class CpuDecoder : IDisposable
         }
     }
 
-    /// <summary>Writes this position's keys/values into the cache, then softmax(q·K/√d)·V per query head (grouped
-    /// query heads read their shared key/value head).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Attend(int layer, float* q, float* k, float* v, float* output, long position)
+    /// <summary>Writes a position's keys/values into the cache, then softmax(q·K/√d)·V per query head (grouped query
+    /// heads read their shared key/value head), query heads split over the pool's threads.</summary>
+    private sealed class Attention : IRangeBody
     {
-        var (keyBuffer, valueBuffer) = _cache.Buffers(layer);
-        if (keyBuffer is null || valueBuffer is null)
-            throw new InvalidOperationException("the key/value cache holds no prefill: run the prompt through the model first");
-        var headDim = _options.HeadDim;
-        var kvHeads = _options.NumKeyValueHeads;
-        var keys = Pointer(keyBuffer);
-        var values = Pointer(valueBuffer);
-        for (var h = 0; h < kvHeads; h++)
+        private readonly int _heads, _kvHeads, _headDim;
+        private readonly long _capacity;
+        private readonly float _scale;
+        private readonly float* _q, _k, _v, _output;
+        private readonly float[] _scores;
+        private float* _keys, _values;
+        private int _length;
+
+        public Attention(LlamaOptions options, long capacity, float* q, float* k, float* v, float* output)
         {
-            var slot = (h * _capacity + position) * headDim;
-            new ReadOnlySpan<float>(k + h * headDim, headDim).CopyTo(new Span<float>(keys + slot, headDim));
-            new ReadOnlySpan<float>(v + h * headDim, headDim).CopyTo(new Span<float>(values + slot, headDim));
+            (_heads, _kvHeads, _headDim, _capacity) = (options.NumHeads, options.NumKeyValueHeads, options.HeadDim, capacity);
+            _scale = 1f / MathF.Sqrt(_headDim);
+            _q = q;
+            _k = k;
+            _v = v;
+            _output = output;
+            _scores = Pinned((int)(_heads * capacity));
         }
-        var heads = _options.NumHeads;
-        var groups = heads / kvHeads;
-        var length = (int)position + 1;
-        var scale = 1f / MathF.Sqrt(headDim);
-        var capacity = _capacity;
-        fixed (float* scoreBuffer = _scores)
+
+        public void Run(DecodeThreadPool pool, KeyValueCache cache, int layer, long position)
         {
-            var scoresBase = scoreBuffer;
-            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-            void Head(int h)
+            var (keyBuffer, valueBuffer) = cache.Buffers(layer);
+            if (keyBuffer is null || valueBuffer is null)
+                throw new InvalidOperationException("the key/value cache holds no prefill: run the prompt through the model first");
+            _keys = Pointer(keyBuffer);
+            _values = Pointer(valueBuffer);
+            for (var h = 0; h < _kvHeads; h++)
             {
-                var query = q + h * headDim;
-                var kvOffset = h / groups * capacity * headDim;
-                var scores = scoresBase + h * capacity;
+                var slot = (h * _capacity + position) * _headDim;
+                new ReadOnlySpan<float>(_k + h * _headDim, _headDim).CopyTo(new Span<float>(_keys + slot, _headDim));
+                new ReadOnlySpan<float>(_v + h * _headDim, _headDim).CopyTo(new Span<float>(_values + slot, _headDim));
+            }
+            _length = (int)position + 1;
+            pool.For(_heads, 2L * _length * _heads * _headDim, this);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int start, int end)
+        {
+            var headDim = _headDim;
+            var groups = _heads / _kvHeads;
+            for (var h = start; h < end; h++)
+            {
+                var query = _q + h * headDim;
+                var kvOffset = h / groups * _capacity * headDim;
+                float* keys = _keys + kvOffset, values = _values + kvOffset;
+                var scores = Address(_scores) + h * _capacity;
                 var max = float.NegativeInfinity;
-                for (var t = 0; t < length; t++)
+                for (var t = 0; t < _length; t++)
                 {
-                    var s = DecodeKernels.Dot(query, keys + kvOffset + t * headDim, headDim) * scale;
+                    var s = DecodeKernels.Dot(query, keys + t * headDim, headDim) * _scale;
                     scores[t] = s;
                     max = MathF.Max(max, s);
                 }
                 var sum = 0f;
-                for (var t = 0; t < length; t++)
+                for (var t = 0; t < _length; t++)
                     sum += scores[t] = MathF.Exp(scores[t] - max);
-                var result = output + h * headDim;
+                var result = _output + h * headDim;
                 new Span<float>(result, headDim).Clear();
                 var inverse = 1f / sum;
-                for (var t = 0; t < length; t++)
-                    DecodeKernels.AddScaled(result, scores[t] * inverse, values + kvOffset + t * headDim, headDim);
+                for (var t = 0; t < _length; t++)
+                    DecodeKernels.AddScaled(result, scores[t] * inverse, values + t * headDim, headDim);
             }
-
-            if (_threads > 1 && (long)length * heads * headDim >= 1 << 16)
-                Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, Head);
-            else
-                for (var h = 0; h < heads; h++)
-                    Head(h);
         }
     }
 
@@ -295,12 +312,16 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
     public void Dispose()
     {
+        _pool.Dispose();
         foreach (var tensor in _owned)
             tensor.Dispose();
         _owned.Clear();
     }
 
     private static float[] Pinned(int length) => GC.AllocateArray<float>(Math.Max(1, length), pinned: true);
+
+    /// <summary>The first element of an array from <see cref="Pinned"/>.</summary>
+    private static float* Address(float[] pinned) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
 
     private static float* Pointer(Tensor tensor) => (float*)Address(tensor);
 
@@ -311,16 +332,46 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
     private static float* NormWeight(RMSNorm norm) => IsDenseFloat32(norm.weight) ? Pointer(norm.weight) : null;
 
+    /// <summary>Products sharing one input, run as one parallel region whose rows are theirs end to end; inputs and
+    /// outputs are fixed pinned buffers.</summary>
+    private sealed class Products(Projection[] parts, float* input, float*[] outputs) : IRangeBody
+    {
+        private readonly int _rows = parts.Sum(p => p.Rows);
+        private readonly long _work = parts.Sum(p => (long)p.Rows * p.Cols);
+
+        public void Run(DecodeThreadPool pool)
+        {
+            foreach (var part in parts)
+                part.Prepare(input);
+            pool.For(_rows, _work, this);
+        }
+
+        public void Run(int start, int end)
+        {
+            var offset = 0;
+            for (var i = 0; i < parts.Length && offset < end; i++)
+            {
+                var rows = parts[i].Rows;
+                int from = Math.Max(start, offset), to = Math.Min(end, offset + rows);
+                if (from < to)
+                    parts[i].Compute(input, outputs[i], from - offset, to - offset);
+                offset += rows;
+            }
+        }
+    }
+
     /// <summary>One linear layer's product y = W x (+ b) over its stored weight.</summary>
     private abstract class Projection(int rows, int cols, float* bias)
     {
-        protected readonly int Rows = rows, Cols = cols;
+        public readonly int Rows = rows, Cols = cols;
         protected readonly float* BiasPointer = bias;
 
-        public void Run(float* x, float* y, int threads) =>
-            DecodeKernels.ForRows(Rows, (long)Rows * Cols, threads, (start, end) => Compute(x, y, start, end));
+        /// <summary>Per-input work done once before the rows are split (see <see cref="FourBit"/>).</summary>
+        public virtual void Prepare(float* x)
+        {
+        }
 
-        protected abstract void Compute(float* x, float* y, int start, int end);
+        public abstract void Compute(float* x, float* y, int start, int end);
 
         /// <summary>The product for a Linear, Linear8Bit or Linear4Bit computing in fp32, else null. Tensors created for
         /// it (scales) are added to <paramref name="owned"/>.</summary>
@@ -351,7 +402,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     {
         private readonly float* _weight = Pointer(weight);
 
-        protected override void Compute(float* x, float* y, int start, int end) =>
+        public override void Compute(float* x, float* y, int start, int end) =>
             DecodeKernels.Float32Rows(_weight, x, BiasPointer, y, Cols, start, end);
     }
 
@@ -368,31 +419,33 @@ internal sealed unsafe class CpuDecoder : IDisposable
             return new Int8((int)layer.OutFeatures, (int)layer.InFeatures, (sbyte*)Address(codes), Pointer(scale), bias);
         }
 
-        protected override void Compute(float* x, float* y, int start, int end) =>
+        public override void Compute(float* x, float* y, int start, int end) =>
             DecodeKernels.Int8Rows(codes, scale, x, BiasPointer, y, Cols, start, end);
     }
 
-    private sealed class FourBit(int rows, int cols, byte* packed, float* absmax, double* pairs, int blockSize, float* bias)
+    private sealed class FourBit(int rows, int cols, byte* packed, float* absmax, float* codebook, int blockSize, float* bias)
         : Projection(rows, cols, bias)
     {
+        private readonly float[] _even = Pinned(cols / 2), _odd = Pinned(cols / 2);
+
         public static FourBit? Create(Linear4Bit layer, float* bias, List<Tensor> owned)
         {
             var packed = layer.PackedCodes;
-            if (packed.dtype != ScalarType.Byte || !packed.is_contiguous())
+            if (packed.dtype != ScalarType.Byte || !packed.is_contiguous() || layer.BlockSize % 2 != 0)
                 return null;
             Tensor absmax;
             using (var scope = NewDisposeScope())
                 absmax = layer.AbsmaxFloat().to(ScalarType.Float32).contiguous().clone().DetachFromDisposeScope();
             owned.Add(absmax);
-            var codes = QuantCodebooks.FourBit(layer.QuantType);
-            var pairValues = Enumerable.Range(0, 256).SelectMany(b => new[] { codes[b >> 4], codes[b & 15] }).ToArray();
-            var pairs = tensor(pairValues, ScalarType.Float32).DetachFromDisposeScope();
-            owned.Add(pairs);
+            var codebook = tensor(QuantCodebooks.FourBit(layer.QuantType).ToArray(), ScalarType.Float32).DetachFromDisposeScope();
+            owned.Add(codebook);
             return new FourBit((int)layer.OutFeatures, (int)layer.InFeatures, (byte*)Address(packed), Pointer(absmax),
-                (double*)Address(pairs), layer.BlockSize, bias);
+                Pointer(codebook), layer.BlockSize, bias);
         }
 
-        protected override void Compute(float* x, float* y, int start, int end) =>
-            DecodeKernels.FourBitRows(packed, absmax, pairs, blockSize, x, BiasPointer, y, Cols, start, end);
+        public override void Prepare(float* x) => DecodeKernels.SplitEvenOdd(x, Address(_even), Address(_odd), Cols);
+
+        public override void Compute(float* x, float* y, int start, int end) =>
+            DecodeKernels.FourBitRows(packed, absmax, codebook, blockSize, Address(_even), Address(_odd), BiasPointer, y, Cols, start, end);
     }
 }
