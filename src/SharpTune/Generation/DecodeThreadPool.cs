@@ -21,11 +21,11 @@ internal interface IRangeBody
 internal sealed class DecodeThreadPool : IDisposable
 {
     /// <summary>Work (multiply-adds or equivalent) below which the calling thread runs a region alone.</summary>
-    public const long ParallelThreshold = 1 << 15;
+    public const long ParallelThreshold = 1 << 16;
 
     private static readonly long SpinTime = Stopwatch.Frequency / 5000; // 200 µs
 
-    private readonly Thread[] _workers;
+    private Thread[] _workers = [];
     private readonly object _gate = new();
     private IRangeBody? _body;
     private int _count, _slices;
@@ -34,17 +34,9 @@ internal sealed class DecodeThreadPool : IDisposable
     private Exception? _error;
     private volatile bool _disposed;
 
-    /// <param name="threads">Threads per region, the calling thread included.</param>
-    public DecodeThreadPool(int threads)
-    {
-        Threads = Math.Max(1, threads);
-        _workers = new Thread[Threads - 1];
-        for (var i = 0; i < _workers.Length; i++)
-        {
-            _workers[i] = new Thread(Work) { IsBackground = true, Name = $"SharpTune decode {i + 1}" };
-            _workers[i].Start(i + 1);
-        }
-    }
+    /// <param name="threads">Threads per region, the calling thread included. The workers start with the first region
+    /// that is big enough to share, so a model too small for any costs no thread.</param>
+    public DecodeThreadPool(int threads) => Threads = Math.Max(1, threads);
 
     public int Threads { get; }
 
@@ -59,6 +51,8 @@ internal sealed class DecodeThreadPool : IDisposable
             body.Run(0, count);
             return;
         }
+        if (_workers.Length == 0)
+            _workers = Enumerable.Range(1, Threads - 1).Select(StartWorker).ToArray();
         _body = body;
         _count = count;
         _slices = slices;
@@ -96,9 +90,15 @@ internal sealed class DecodeThreadPool : IDisposable
         _body!.Run(start, end);
     }
 
-    private void Work(object? state)
+    private Thread StartWorker(int slice)
     {
-        var slice = (int)state!;
+        var worker = new Thread(() => Work(slice)) { IsBackground = true, Name = $"SharpTune decode {slice}" };
+        worker.Start();
+        return worker;
+    }
+
+    private void Work(int slice)
+    {
         long seen = 0;
         while (true)
         {
