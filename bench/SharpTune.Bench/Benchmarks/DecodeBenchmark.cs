@@ -52,20 +52,37 @@ public sealed partial class DecodeBenchmark : IBenchmark
         var work = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_DIR") ?? Path.Combine(Path.GetTempPath(), "sharptune-decode-bench");
         Directory.CreateDirectory(work);
         var rounds = int.Parse(Environment.GetEnvironmentVariable("SHARPTUNE_DECODE_ROUNDS") ?? (context.Quick ? "1" : "3"), CultureInfo.InvariantCulture);
-        var (copy, read) = MemoryBandwidth();
-        var bandwidth = Math.Max(copy, read);
-        Console.WriteLine($"# decode: memory bandwidth {bandwidth / 1e9:F2} GB/s (STREAM-style copy {copy / 1e9:F2}, read-only sum {read / 1e9:F2}); "
-                          + $"load average {LoadAverage()}; peers from {peers}; best of {rounds} alternated rounds ({3 * rounds} for stories260K)");
+        var bandwidth = new Bandwidth();
+        bandwidth.Measure();
+        Console.WriteLine($"# decode: load average {LoadAverage()}; peers from {peers}; best of {rounds} alternated rounds ({3 * rounds} for stories260K); "
+                          + $"memory bandwidth measured every round, first {bandwidth}");
         var results = new List<Measure>();
         // SHARPTUNE_DECODE_SHAPES (e.g. "110M") picks shapes; --quick leaves out 110M.
         var picked = Environment.GetEnvironmentVariable("SHARPTUNE_DECODE_SHAPES")?.Split(',', StringSplitOptions.TrimEntries);
         foreach (var shape in Shapes.Where(s => picked is null ? !context.Quick || s.Name != "110M" : picked.Contains(s.Name)))
             results.AddRange(RunShape(context, shape, peers, work, rounds, bandwidth));
-        Console.WriteLine($"# decode: load average after {LoadAverage()}");
+        Console.WriteLine($"# decode: load average after {LoadAverage()}; memory bandwidth, best of the run: {bandwidth}");
         return results;
     }
 
-    private IEnumerable<Measure> RunShape(BenchContext context, Shape shape, string peers, string work, int rounds, double bandwidth)
+    /// <summary>The best memory bandwidth seen so far in the run (on a shared machine one measurement can read half of it).</summary>
+    private sealed class Bandwidth
+    {
+        public double Copy { get; private set; }
+        public double Read { get; private set; }
+        public double Limit => Math.Max(Copy, Read);
+
+        public void Measure()
+        {
+            var (copy, read) = MemoryBandwidth();
+            Copy = Math.Max(Copy, copy);
+            Read = Math.Max(Read, read);
+        }
+
+        public override string ToString() => $"{Limit / 1e9:F2} GB/s (STREAM-style copy {Copy / 1e9:F2}, read-only sum {Read / 1e9:F2})";
+    }
+
+    private IEnumerable<Measure> RunShape(BenchContext context, Shape shape, string peers, string work, int rounds, Bandwidth bandwidth)
     {
         var (checkpoint, tokenizer, hfDirectory) = Prepare(context, shape, work);
         var llama2c = Path.Combine(peers, "llama2.c");
@@ -89,6 +106,8 @@ public sealed partial class DecodeBenchmark : IBenchmark
             // stories260K runs last 20-250 ms, short enough for one scheduler hiccup to cost 10%: three times the rounds.
             var shapeRounds = shape.Name == "stories260K" ? 3 * rounds : rounds;
             for (var round = 0; round < shapeRounds; round++)
+            {
+                bandwidth.Measure();
                 foreach (var threads in ThreadCounts)
                 {
                     foreach (var variant in variants)
@@ -103,6 +122,7 @@ public sealed partial class DecodeBenchmark : IBenchmark
                             Record($"llama.cpp Q8_0 {threads}t", RunLlamaBench(llamaCpp, ggufQ8, shape.NewTokens, threads));
                     }
                 }
+            }
         }
         finally
         {
@@ -110,11 +130,12 @@ public sealed partial class DecodeBenchmark : IBenchmark
                 model.Dispose();
         }
 
+        Console.WriteLine($"#   {shape.Name}: % of the best memory bandwidth so far, {bandwidth}");
         foreach (var (key, value) in best.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             var bytes = key.Contains("int8") || key.Contains("Q8_0") ? weightBytes.GetValueOrDefault("int8")
                 : key.Contains("nf4") ? weightBytes.GetValueOrDefault("nf4") : weightBytes["fp32"];
-            Console.WriteLine($"#   {shape.Name,-12} {key,-26} {value,9:F1} tok/s  {100 * bytes * value / bandwidth,5:F1}% of bandwidth ({bytes / 1e6:F1} MB/token)");
+            Console.WriteLine($"#   {shape.Name,-12} {key,-26} {value,9:F1} tok/s  {100 * bytes * value / bandwidth.Limit,5:F1}% of bandwidth ({bytes / 1e6:F1} MB/token)");
         }
 
         double? Best(string prefix) => ThreadCounts.Select(t => best.GetValueOrDefault($"{prefix} {t}t")).Where(v => v > 0).Cast<double?>().Max();
@@ -126,8 +147,8 @@ public sealed partial class DecodeBenchmark : IBenchmark
         yield return new Measure(Name, name, "tokens/s", ours, "llama.cpp F32", Best("llama.cpp F32"), true);
         yield return new Measure(Name, $"{shape.Name} fp32 2 threads", "tokens/s", best.GetValueOrDefault("sharptune fp32 2t"),
             "SharpTune fp32 1 thread", best.GetValueOrDefault("sharptune fp32 1t"), true);
-        yield return new Measure(Name, $"{shape.Name} fp32 % of bandwidth", "%", 100 * weightBytes["fp32"] * ours / bandwidth,
-            "llama2.c -Ofast", Best("llama2.c -Ofast") is { } c ? 100 * weightBytes["fp32"] * c / bandwidth : null, true);
+        yield return new Measure(Name, $"{shape.Name} fp32 % of bandwidth", "%", 100 * weightBytes["fp32"] * ours / bandwidth.Limit,
+            "llama2.c -Ofast", Best("llama2.c -Ofast") is { } c ? 100 * weightBytes["fp32"] * c / bandwidth.Limit : null, true);
         if (variants.Length > 1)
         {
             yield return new Measure(Name, $"{shape.Name} int8 best threads", "tokens/s", Best("sharptune int8") ?? 0, "SharpTune fp32", ours, true);
@@ -284,6 +305,10 @@ public sealed partial class DecodeBenchmark : IBenchmark
     private static double? RunTorchLoop(string checkpoint, int newTokens, int threads)
     {
         var result = PythonPeer.TryRun($$"""
+            import os
+            # Debian's torch runs its matrix-vector products in OpenBLAS, whose own thread pool (all cores by default)
+            # torch.set_num_threads does not size; both read their counts when they load.
+            os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "{{threads}}"
             import json, struct, time, numpy as np, torch
             torch.set_num_threads({{threads}})
             f = open("{{checkpoint}}", "rb")

@@ -36,53 +36,11 @@ internal static unsafe class DecodeKernels
             Float32Rows256(w, x, bias, y, cols, start, end);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Float32Rows512(float* w, float* x, float* bias, float* y, int cols, int start, int end)
-    {
-        for (var r = start; r < end; r++)
-        {
-            var row = w + (long)r * cols;
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            var i = 0;
-            for (; i + 64 <= cols; i += 64)
-            {
-                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(row + i), Vector512.Load(x + i), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(row + i + 16), Vector512.Load(x + i + 16), a1);
-                a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(row + i + 32), Vector512.Load(x + i + 32), a2);
-                a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(row + i + 48), Vector512.Load(x + i + 48), a3);
-            }
-            for (; i + 16 <= cols; i += 16)
-                a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(row + i), Vector512.Load(x + i), a0);
-            var s = Vector512.Sum(a0 + a1 + (a2 + a3));
-            for (; i < cols; i++)
-                s += row[i] * x[i];
-            y[r] = s + Bias(bias, r);
-        }
-    }
+    internal static void Float32Rows512(float* w, float* x, float* bias, float* y, int cols, int start, int end) =>
+        Rows512<float, Float32Weights>(w, null, x, bias, y, cols, start, end);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Float32Rows256(float* w, float* x, float* bias, float* y, int cols, int start, int end)
-    {
-        for (var r = start; r < end; r++)
-        {
-            var row = w + (long)r * cols;
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            var i = 0;
-            for (; i + 32 <= cols; i += 32)
-            {
-                a0 = Fma.MultiplyAdd(Vector256.Load(row + i), Vector256.Load(x + i), a0);
-                a1 = Fma.MultiplyAdd(Vector256.Load(row + i + 8), Vector256.Load(x + i + 8), a1);
-                a2 = Fma.MultiplyAdd(Vector256.Load(row + i + 16), Vector256.Load(x + i + 16), a2);
-                a3 = Fma.MultiplyAdd(Vector256.Load(row + i + 24), Vector256.Load(x + i + 24), a3);
-            }
-            for (; i + 8 <= cols; i += 8)
-                a0 = Fma.MultiplyAdd(Vector256.Load(row + i), Vector256.Load(x + i), a0);
-            var s = Vector256.Sum(a0 + a1 + (a2 + a3));
-            for (; i < cols; i++)
-                s += row[i] * x[i];
-            y[r] = s + Bias(bias, r);
-        }
-    }
+    internal static void Float32Rows256(float* w, float* x, float* bias, float* y, int cols, int start, int end) =>
+        Rows256<float, Float32Weights>(w, null, x, bias, y, cols, start, end);
 
     /// <summary>y[r] = (codes[r, :] · x) × scale[r] (+ bias[r]); codes int8 [rows, cols], scale = row absmax / 127.</summary>
     public static void Int8Rows(sbyte* codes, float* scale, float* x, float* bias, float* y, int cols, int start, int end)
@@ -93,58 +51,84 @@ internal static unsafe class DecodeKernels
             Int8Rows256(codes, scale, x, bias, y, cols, start, end);
     }
 
+    internal static void Int8Rows512(sbyte* codes, float* scale, float* x, float* bias, float* y, int cols, int start, int end) =>
+        Rows512<sbyte, Int8Weights>(codes, scale, x, bias, y, cols, start, end);
+
+    internal static void Int8Rows256(sbyte* codes, float* scale, float* x, float* bias, float* y, int cols, int start, int end) =>
+        Rows256<sbyte, Int8Weights>(codes, scale, x, bias, y, cols, start, end);
+
+    /// <summary>How a row kernel reads weights as floats: fp32 as stored, int8 sign-extended and converted. The kernels
+    /// are generic over it (a struct, so the JIT compiles each pairing on its own, with the loads inlined).</summary>
+    private interface IWeights<TWeight> where TWeight : unmanaged
+    {
+        static abstract Vector512<float> Load512(TWeight* at);
+        static abstract Vector256<float> Load256(TWeight* at);
+        static abstract float Scalar(TWeight* at);
+    }
+
+    private readonly struct Float32Weights : IWeights<float>
+    {
+        public static Vector512<float> Load512(float* at) => Vector512.Load(at);
+        public static Vector256<float> Load256(float* at) => Vector256.Load(at);
+        public static float Scalar(float* at) => *at;
+    }
+
+    private readonly struct Int8Weights : IWeights<sbyte>
+    {
+        public static Vector512<float> Load512(sbyte* at) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(at)));
+        public static Vector256<float> Load256(sbyte* at) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(at));
+        public static float Scalar(sbyte* at) => *at;
+    }
+
+    /// <summary>y[r] = (W[r, :] · x) × scale[r] (scale null: 1) + bias[r] (bias null: 0).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Int8Rows512(sbyte* codes, float* scale, float* x, float* bias, float* y, int cols, int start, int end)
+    private static void Rows512<TWeight, TLoad>(TWeight* w, float* scale, float* x, float* bias, float* y, int cols, int start, int end)
+        where TWeight : unmanaged where TLoad : struct, IWeights<TWeight>
     {
         for (var r = start; r < end; r++)
         {
-            var row = codes + (long)r * cols;
+            var row = w + (long)r * cols;
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             var i = 0;
             for (; i + 64 <= cols; i += 64)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Widen(row + i), Vector512.Load(x + i), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Widen(row + i + 16), Vector512.Load(x + i + 16), a1);
-                a2 = Avx512F.FusedMultiplyAdd(Widen(row + i + 32), Vector512.Load(x + i + 32), a2);
-                a3 = Avx512F.FusedMultiplyAdd(Widen(row + i + 48), Vector512.Load(x + i + 48), a3);
+                a0 = Avx512F.FusedMultiplyAdd(TLoad.Load512(row + i), Vector512.Load(x + i), a0);
+                a1 = Avx512F.FusedMultiplyAdd(TLoad.Load512(row + i + 16), Vector512.Load(x + i + 16), a1);
+                a2 = Avx512F.FusedMultiplyAdd(TLoad.Load512(row + i + 32), Vector512.Load(x + i + 32), a2);
+                a3 = Avx512F.FusedMultiplyAdd(TLoad.Load512(row + i + 48), Vector512.Load(x + i + 48), a3);
             }
             for (; i + 16 <= cols; i += 16)
-                a0 = Avx512F.FusedMultiplyAdd(Widen(row + i), Vector512.Load(x + i), a0);
+                a0 = Avx512F.FusedMultiplyAdd(TLoad.Load512(row + i), Vector512.Load(x + i), a0);
             var s = Vector512.Sum(a0 + a1 + (a2 + a3));
             for (; i < cols; i++)
-                s += row[i] * x[i];
-            y[r] = s * scale[r] + Bias(bias, r);
+                s += TLoad.Scalar(row + i) * x[i];
+            y[r] = (scale == null ? s : s * scale[r]) + Bias(bias, r);
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector512<float> Widen(sbyte* codes) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(codes)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Int8Rows256(sbyte* codes, float* scale, float* x, float* bias, float* y, int cols, int start, int end)
+    private static void Rows256<TWeight, TLoad>(TWeight* w, float* scale, float* x, float* bias, float* y, int cols, int start, int end)
+        where TWeight : unmanaged where TLoad : struct, IWeights<TWeight>
     {
         for (var r = start; r < end; r++)
         {
-            var row = codes + (long)r * cols;
+            var row = w + (long)r * cols;
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             var i = 0;
             for (; i + 32 <= cols; i += 32)
             {
-                a0 = Fma.MultiplyAdd(Widen(row + i), Vector256.Load(x + i), a0);
-                a1 = Fma.MultiplyAdd(Widen(row + i + 8), Vector256.Load(x + i + 8), a1);
-                a2 = Fma.MultiplyAdd(Widen(row + i + 16), Vector256.Load(x + i + 16), a2);
-                a3 = Fma.MultiplyAdd(Widen(row + i + 24), Vector256.Load(x + i + 24), a3);
+                a0 = Fma.MultiplyAdd(TLoad.Load256(row + i), Vector256.Load(x + i), a0);
+                a1 = Fma.MultiplyAdd(TLoad.Load256(row + i + 8), Vector256.Load(x + i + 8), a1);
+                a2 = Fma.MultiplyAdd(TLoad.Load256(row + i + 16), Vector256.Load(x + i + 16), a2);
+                a3 = Fma.MultiplyAdd(TLoad.Load256(row + i + 24), Vector256.Load(x + i + 24), a3);
             }
             for (; i + 8 <= cols; i += 8)
-                a0 = Fma.MultiplyAdd(Widen(row + i), Vector256.Load(x + i), a0);
+                a0 = Fma.MultiplyAdd(TLoad.Load256(row + i), Vector256.Load(x + i), a0);
             var s = Vector256.Sum(a0 + a1 + (a2 + a3));
             for (; i < cols; i++)
-                s += row[i] * x[i];
-            y[r] = s * scale[r] + Bias(bias, r);
+                s += TLoad.Scalar(row + i) * x[i];
+            y[r] = (scale == null ? s : s * scale[r]) + Bias(bias, r);
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector256<float> Widen(sbyte* codes) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(codes));
     }
 
     /// <summary>
