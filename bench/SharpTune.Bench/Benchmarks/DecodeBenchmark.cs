@@ -65,21 +65,65 @@ public sealed partial class DecodeBenchmark : IBenchmark
         return results;
     }
 
-    /// <summary>The best memory bandwidth seen so far in the run (on a shared machine one measurement can read half of it).</summary>
+    /// <summary>
+    /// The machine's memory bandwidth, the best seen so far in the run (on a shared machine one measurement can read half
+    /// of it). Each <see cref="Measure"/> tries 8 times at 1 and at 2 threads over 256 MiB arrays: a STREAM-style copy
+    /// (read + write bytes, as STREAM counts them) and a read-only sum, which is what streaming weights does and on some
+    /// machines runs faster than a copy. The limit a decoder is held against is the higher of the two.
+    /// </summary>
     private sealed class Bandwidth
     {
+        private const int Length = 1 << 26; // floats: 256 MiB per array
+        private float[]? _source, _target;
+
         public double Copy { get; private set; }
         public double Read { get; private set; }
         public double Limit => Math.Max(Copy, Read);
 
         public void Measure()
         {
-            var (copy, read) = MemoryBandwidth();
-            Copy = Math.Max(Copy, copy);
-            Read = Math.Max(Read, read);
+            if (_source is null || _target is null)
+            {
+                _source = GC.AllocateUninitializedArray<float>(Length, pinned: true);
+                _target = GC.AllocateUninitializedArray<float>(Length, pinned: true);
+                _source.AsSpan().Fill(1f);
+                _target.AsSpan().Fill(0f);
+            }
+            float[] source = _source, target = _target;
+            for (var trial = 0; trial < 8; trial++)
+                foreach (var threads in new[] { 1, 2 })
+                {
+                    var chunk = Length / threads;
+                    var watch = Stopwatch.StartNew();
+                    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                        t => source.AsSpan(t * chunk, chunk).CopyTo(target.AsSpan(t * chunk, chunk)));
+                    Copy = Math.Max(Copy, 2.0 * Length * sizeof(float) / watch.Elapsed.TotalSeconds);
+                    var sums = new float[threads];
+                    watch.Restart();
+                    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                        t => sums[t] = Sum(source.AsSpan(t * chunk, chunk)));
+                    Read = Math.Max(Read, 1.0 * Length * sizeof(float) / watch.Elapsed.TotalSeconds);
+                }
         }
 
         public override string ToString() => $"{Limit / 1e9:F2} GB/s (STREAM-style copy {Copy / 1e9:F2}, read-only sum {Read / 1e9:F2})";
+
+        private static float Sum(ReadOnlySpan<float> values)
+        {
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            var vectors = MemoryMarshal.Cast<float, Vector<float>>(values);
+            var i = 0;
+            for (; i + 4 <= vectors.Length; i += 4)
+            {
+                a0 += vectors[i];
+                a1 += vectors[i + 1];
+                a2 += vectors[i + 2];
+                a3 += vectors[i + 3];
+            }
+            for (; i < vectors.Length; i++)
+                a0 += vectors[i];
+            return Vector.Sum(a0 + a1 + (a2 + a3));
+        }
     }
 
     private IEnumerable<Measure> RunShape(BenchContext context, Shape shape, string peers, string work, int rounds, Bandwidth bandwidth)
@@ -367,55 +411,6 @@ public sealed partial class DecodeBenchmark : IBenchmark
             return null;
         }
         return process.ExitCode == 0 ? stdout.Result + "\n" + stderr.Result : null;
-    }
-
-    /// <summary>
-    /// The machine's memory bandwidth, best of 8 tries at 1 and at 2 threads over 256 MiB arrays: a STREAM-style copy
-    /// (read + write bytes, as STREAM counts them) and a read-only sum, which is what streaming weights does and on some
-    /// machines runs faster than a copy. The limit a decoder is held against is the higher of the two.
-    /// </summary>
-    private static (double Copy, double Read) MemoryBandwidth()
-    {
-        const int length = 1 << 26; // floats: 256 MiB per array
-        var source = GC.AllocateUninitializedArray<float>(length, pinned: true);
-        var target = GC.AllocateUninitializedArray<float>(length, pinned: true);
-        source.AsSpan().Fill(1f);
-        target.AsSpan().Fill(0f);
-        double copy = 0, read = 0, sink = 0;
-        for (var trial = 0; trial < 8; trial++)
-            foreach (var threads in new[] { 1, 2 })
-            {
-                var chunk = length / threads;
-                var watch = Stopwatch.StartNew();
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
-                    t => source.AsSpan(t * chunk, chunk).CopyTo(target.AsSpan(t * chunk, chunk)));
-                copy = Math.Max(copy, 2.0 * length * sizeof(float) / watch.Elapsed.TotalSeconds);
-                var sums = new float[threads];
-                watch.Restart();
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
-                    t => sums[t] = Sum(source.AsSpan(t * chunk, chunk)));
-                read = Math.Max(read, 1.0 * length * sizeof(float) / watch.Elapsed.TotalSeconds);
-                sink += sums.Sum();
-            }
-        GC.KeepAlive(sink);
-        return (copy, read);
-
-        static float Sum(ReadOnlySpan<float> values)
-        {
-            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            var vectors = MemoryMarshal.Cast<float, Vector<float>>(values);
-            var i = 0;
-            for (; i + 4 <= vectors.Length; i += 4)
-            {
-                a0 += vectors[i];
-                a1 += vectors[i + 1];
-                a2 += vectors[i + 2];
-                a3 += vectors[i + 3];
-            }
-            for (; i < vectors.Length; i++)
-                a0 += vectors[i];
-            return Vector.Sum(a0 + a1 + (a2 + a3));
-        }
     }
 
     private static string LoadAverage() =>

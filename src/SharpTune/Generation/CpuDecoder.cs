@@ -91,11 +91,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
         var owned = new List<Tensor>();
         try
         {
-            Projection? Linear(string name)
-            {
-                var projection = modules.TryGetValue(name, out var module) ? Projection.From(module, owned) : null;
-                return projection;
-            }
+            Projection? Linear(string name) => modules.TryGetValue(name, out var module) ? Projection.From(module, owned) : null;
 
             var layers = new Projection[options.NumLayers][];
             var norms = new float*[2 * options.NumLayers];
@@ -332,29 +328,53 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
     private static float* NormWeight(RMSNorm norm) => IsDenseFloat32(norm.weight) ? Pointer(norm.weight) : null;
 
-    /// <summary>Products sharing one input, run as one parallel region whose rows are theirs end to end; inputs and
-    /// outputs are fixed pinned buffers.</summary>
-    private sealed class Products(Projection[] parts, float* input, float*[] outputs) : IRangeBody
+    /// <summary>A product's input x, and x split into its even and odd elements where a 4-bit weight reads it (see
+    /// <see cref="DecodeKernels.SplitEvenOdd"/>).</summary>
+    private readonly struct Input(float* x, float* even, float* odd)
     {
-        private readonly int _rows = parts.Sum(p => p.Rows);
-        private readonly long _work = parts.Sum(p => (long)p.Rows * p.Cols);
+        public readonly float* X = x, Even = even, Odd = odd;
+    }
+
+    /// <summary>Products sharing one input, run as one parallel region whose rows are theirs end to end; inputs and
+    /// outputs are fixed pinned buffers. The input is split for 4-bit weights once, before the rows are shared out.</summary>
+    private sealed class Products : IRangeBody
+    {
+        private readonly Projection[] _parts;
+        private readonly float*[] _outputs;
+        private readonly float[]? _even, _odd;
+        private readonly Input _input;
+        private readonly int _rows;
+        private readonly long _work;
+
+        public Products(Projection[] parts, float* input, float*[] outputs)
+        {
+            (_parts, _outputs) = (parts, outputs);
+            if (parts.Any(p => p is FourBit))
+            {
+                _even = Pinned(parts[0].Cols / 2);
+                _odd = Pinned(parts[0].Cols / 2);
+            }
+            _input = _even is null ? new Input(input, null, null) : new Input(input, Address(_even), Address(_odd!));
+            _rows = parts.Sum(p => p.Rows);
+            _work = parts.Sum(p => (long)p.Rows * p.Cols);
+        }
 
         public void Run(DecodeThreadPool pool)
         {
-            foreach (var part in parts)
-                part.Prepare(input);
+            if (_even is not null)
+                DecodeKernels.SplitEvenOdd(_input.X, _input.Even, _input.Odd, _parts[0].Cols);
             pool.For(_rows, _work, this);
         }
 
         public void Run(int start, int end)
         {
             var offset = 0;
-            for (var i = 0; i < parts.Length && offset < end; i++)
+            for (var i = 0; i < _parts.Length && offset < end; i++)
             {
-                var rows = parts[i].Rows;
+                var rows = _parts[i].Rows;
                 int from = Math.Max(start, offset), to = Math.Min(end, offset + rows);
                 if (from < to)
-                    parts[i].Compute(input, outputs[i], from - offset, to - offset);
+                    _parts[i].Compute(_input, _outputs[i], from - offset, to - offset);
                 offset += rows;
             }
         }
@@ -366,12 +386,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
         public readonly int Rows = rows, Cols = cols;
         protected readonly float* BiasPointer = bias;
 
-        /// <summary>Per-input work done once before the rows are split (see <see cref="FourBit"/>).</summary>
-        public virtual void Prepare(float* x)
-        {
-        }
-
-        public abstract void Compute(float* x, float* y, int start, int end);
+        public abstract void Compute(Input input, float* y, int start, int end);
 
         /// <summary>The product for a Linear, Linear8Bit or Linear4Bit computing in fp32, else null. Tensors created for
         /// it (scales) are added to <paramref name="owned"/>.</summary>
@@ -402,8 +417,8 @@ internal sealed unsafe class CpuDecoder : IDisposable
     {
         private readonly float* _weight = Pointer(weight);
 
-        public override void Compute(float* x, float* y, int start, int end) =>
-            DecodeKernels.Float32Rows(_weight, x, BiasPointer, y, Cols, start, end);
+        public override void Compute(Input input, float* y, int start, int end) =>
+            DecodeKernels.Float32Rows(_weight, input.X, BiasPointer, y, Cols, start, end);
     }
 
     private sealed class Int8(int rows, int cols, sbyte* codes, float* scale, float* bias) : Projection(rows, cols, bias)
@@ -419,14 +434,14 @@ internal sealed unsafe class CpuDecoder : IDisposable
             return new Int8((int)layer.OutFeatures, (int)layer.InFeatures, (sbyte*)Address(codes), Pointer(scale), bias);
         }
 
-        public override void Compute(float* x, float* y, int start, int end) =>
-            DecodeKernels.Int8Rows(codes, scale, x, BiasPointer, y, Cols, start, end);
+        public override void Compute(Input input, float* y, int start, int end) =>
+            DecodeKernels.Int8Rows(codes, scale, input.X, BiasPointer, y, Cols, start, end);
     }
 
-    private sealed class FourBit(int rows, int cols, byte* packed, float* absmax, float* codebook, int blockSize, float* bias)
+    private sealed class FourBit(int rows, int cols, byte* packed, float* absmax, float[] codebook, int blockSize, float* bias)
         : Projection(rows, cols, bias)
     {
-        private readonly float[] _even = Pinned(cols / 2), _odd = Pinned(cols / 2);
+        private readonly float[] _codebook = codebook; // pinned; the kernel reads its address
 
         public static FourBit? Create(Linear4Bit layer, float* bias, List<Tensor> owned)
         {
@@ -437,15 +452,13 @@ internal sealed unsafe class CpuDecoder : IDisposable
             using (var scope = NewDisposeScope())
                 absmax = layer.AbsmaxFloat().to(ScalarType.Float32).contiguous().clone().DetachFromDisposeScope();
             owned.Add(absmax);
-            var codebook = tensor(QuantCodebooks.FourBit(layer.QuantType).ToArray(), ScalarType.Float32).DetachFromDisposeScope();
-            owned.Add(codebook);
+            var codebook = Pinned(16);
+            QuantCodebooks.FourBit(layer.QuantType).ToArray().CopyTo(codebook, 0);
             return new FourBit((int)layer.OutFeatures, (int)layer.InFeatures, (byte*)Address(packed), Pointer(absmax),
-                Pointer(codebook), layer.BlockSize, bias);
+                codebook, layer.BlockSize, bias);
         }
 
-        public override void Prepare(float* x) => DecodeKernels.SplitEvenOdd(x, Address(_even), Address(_odd), Cols);
-
-        public override void Compute(float* x, float* y, int start, int end) =>
-            DecodeKernels.FourBitRows(packed, absmax, codebook, blockSize, Address(_even), Address(_odd), BiasPointer, y, Cols, start, end);
+        public override void Compute(Input input, float* y, int start, int end) =>
+            DecodeKernels.FourBitRows(packed, absmax, Address(_codebook), blockSize, input.Even, input.Odd, BiasPointer, y, Cols, start, end);
     }
 }
