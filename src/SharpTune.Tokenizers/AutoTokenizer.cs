@@ -42,9 +42,12 @@ public static class AutoTokenizer
         {
             ".json" => Tokenizer.FromFile(file),
             ".model" => Converters.FromSentencePiece(file),
-            ".txt" => Converters.FromBertVocab(file, TokenizerConfig.Load(directory).DoLowerCase ?? true, TokenizerConfig.Load(directory).SpecialTokens),
+            ".txt" => FromBertVocab(file, TokenizerConfig.Load(directory)),
             ".bin" => Converters.FromLlama2c(file),
             _ => throw new InvalidDataException($"Unrecognised tokenizer file {file} (expected .json, .model, vocab.txt or .bin)"),
         };
     }
+
+    private static Tokenizer FromBertVocab(string file, TokenizerConfig config) =>
+        Converters.FromBertVocab(file, config.DoLowerCase ?? true, config.SpecialTokens);
 }

@@ -254,7 +254,7 @@ public sealed class Tokenizer
         var (start, end) = (0, ids.Count);
         if (truncation is not null)
         {
-            var added = options.AddSpecialTokens && PostProcessor is not null ? PostProcessor.AddedTokens(false) : 0;
+            var added = options.AddSpecialTokens ? _addedSingle : 0;
             (start, end) = KeptRange(ids.Count, truncation with { MaxLength = Math.Max(0, truncation.MaxLength - added) });
         }
         var result = new int[before.Length + end - start + after.Length];
