@@ -119,7 +119,8 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
             for (var step = 0; step < budget; step++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var activeMask = mask.narrow(1, 0, length);
+                // A view made only where a step reads it: fused greedy steps make no libtorch call at all.
+                Tensor ActiveMask() => mask.narrow(1, 0, length);
                 Tensor? scores = null;
                 long[] chosen;
                 if (fused is not null)
@@ -131,14 +132,14 @@ public sealed class TextGenerator(ICausalLM model, Func<IReadOnlyList<long>, str
                 }
                 else
                 {
-                    using var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = padded ? activeMask : null, PositionIds = padded ? positions : null, Cache = cache });
+                    using var output = Model.Forward(new ModelInputs(stepInput) { AttentionMask = padded ? ActiveMask() : null, PositionIds = padded ? positions : null, Cache = cache });
                     var logits = output.Logits ?? throw new InvalidOperationException("the model returned no logits");
                     scores = logits.select(1, -1).to(ScalarType.Float32);
                     chosen = [];
                 }
                 if (scores is not null)
                 {
-                    scores = LogitsProcessors.Apply(processors, tokens.narrow(1, 0, length), activeMask, scores);
+                    scores = LogitsProcessors.Apply(processors, tokens.narrow(1, 0, length), ActiveMask(), scores);
                     var next = config.DoSample
                         ? multinomial(scores.softmax(-1), 1, generator: generator).squeeze(-1)
                         : scores.argmax(-1);
