@@ -67,7 +67,8 @@ public static class ServeCommand
             if (!causal && parseResult.GetValue(embeddingModel) is not null)
                 throw new UsageException($"{directory} is not a causal LM: serve one encoder with --model, or a causal LM with --model and an encoder with --embedding-model");
             var encoderGiven = causal ? parseResult.GetValue(embeddingModel) : given;
-            var encoderDirectory = HubModels.ResolveOptional(encoderGiven);
+            // An encoder given as --model was resolved above: no second Hub lookup.
+            var encoderDirectory = causal ? HubModels.ResolveOptional(encoderGiven) : directory;
 
             using var language = causal
                 ? LanguageModelService.FromPretrained(directory, new LanguageModelOptions
