@@ -111,7 +111,7 @@ public static class ClassifyCommand
         {
             var approach = entry.Create!(context);
             var result = CliProgress.Run(entry.Name, 1.0, report =>
-                approach.Run(problem, Path.Combine(output, entry.Name), new SyncProgress(p => report(p.Fraction, p.Status))));
+                approach.Run(problem, Path.Combine(output, entry.Name), new SyncProgress<ApproachProgress>(p => report(p.Fraction, p.Status))));
             var evaluation = ClassificationReport.Evaluate(problem, result);
             evaluations.Add(evaluation);
             AnsiConsole.MarkupLine($"[green]{Markup.Escape(entry.Name)}[/]: accuracy {evaluation.Accuracy:F4}, F1 {evaluation.F1:F4}, ROC AUC {evaluation.RocAuc:F4}, trained in {result.TrainSeconds:F2} s");
@@ -248,10 +248,5 @@ public static class ClassifyCommand
             DType = context.Engine.DType,
             LogisticRegression = new LogisticRegressionOptions { C = parseResult.GetValue(C), MaxIterations = parseResult.GetValue(MaxIter), ClassWeight = parseResult.GetValue(ClassWeight) },
         });
-    }
-
-    private sealed class SyncProgress(Action<ApproachProgress> report) : IProgress<ApproachProgress>
-    {
-        public void Report(ApproachProgress value) => report(value);
     }
 }

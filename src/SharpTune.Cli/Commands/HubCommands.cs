@@ -53,7 +53,7 @@ public static class HubCommands
             using var client = new HubClient(Options(parseResult, cacheDir));
             var snapshot = CliProgress.Run(reference.ToString(), 1, report =>
                 client.DownloadSnapshotAsync(reference.RepoId, reference.Revision, selection,
-                    new HubModels.CallerThreadProgress(p => report(HubModels.Fraction(p), HubModels.Status(p)))).GetAwaiter().GetResult());
+                    new SyncProgress<HubDownloadProgress>(p => report(HubModels.Fraction(p), HubModels.Status(p)))).GetAwaiter().GetResult());
             Console.WriteLine(snapshot);
             return ExitCodes.Success;
         });

@@ -267,9 +267,3 @@ public static class DpoCommand
         return command;
     }
 }
-
-/// <summary>Forwards progress synchronously on the training thread.</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}

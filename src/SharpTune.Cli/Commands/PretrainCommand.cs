@@ -131,7 +131,7 @@ public static class PretrainCommand
             var steps = args.MaxSteps > 0 ? args.MaxSteps : (long)Math.Ceiling(args.NumTrainEpochs * Math.Ceiling((double)batches / args.GradientAccumulationSteps));
             var result = CliProgress.Run($"pretraining ({kind.ToString().ToLowerInvariant()})", steps, report =>
                 Pretraining.Run(lm, textTokenizer, collator, trainExamples, evalExamples, args, checkpoint,
-                    new ProgressReporter(p => report(p.Step, p.ToString()))));
+                    new SyncProgress<TrainingProgress>(p => report(p.Step, p.ToString()))));
 
             var name = kind == PretrainingObjective.Mlm ? "MLM" : "causal-LM";
             var metrics = new Dictionary<string, object>
@@ -160,11 +160,5 @@ public static class PretrainCommand
             return ExitCodes.Success;
         });
         return command;
-    }
-
-    /// <summary>Forwards progress synchronously on the training thread.</summary>
-    private sealed class ProgressReporter(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
     }
 }

@@ -17,7 +17,7 @@ public static class HubModels
             return value;
         options ??= Options();
         return CliProgress.Run(RepoReference.Parse(value).ToString(), 1, report =>
-            PretrainedPath.Resolve(value, files, options, new CallerThreadProgress(p => report(Fraction(p), Status(p)))));
+            PretrainedPath.Resolve(value, files, options, new SyncProgress<HubDownloadProgress>(p => report(Fraction(p), Status(p)))));
     }
 
     public static string? ResolveOptional(string? value, HubFileSelection? files = null) => value is null ? null : Resolve(value, files);
@@ -42,11 +42,5 @@ public static class HubModels
             if (IsEnabled(logLevel))
                 Console.Error.WriteLine($"warning: {formatter(state, exception)}");
         }
-    }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and reorder updates).</summary>
-    internal sealed class CallerThreadProgress(Action<HubDownloadProgress> report) : IProgress<HubDownloadProgress>
-    {
-        public void Report(HubDownloadProgress value) => report(value);
     }
 }
