@@ -47,26 +47,25 @@ public static class Llama2cImporter
     private static void CheckSize(Llama2cConfig c, long fileLength, string path)
     {
         const long headerBytes = 7 * sizeof(int);
-        long floats;
+        long expected;
         try
         {
             checked
             {
                 long dim = c.Dim, hidden = c.HiddenDim, kvDim = (long)c.KeyValueHeads * c.HeadDim;
                 var perLayer = dim + dim * dim + 2 * kvDim * dim + dim * dim + dim + 3 * hidden * dim;
-                floats = c.VocabSize * dim + c.Layers * perLayer + dim + c.SequenceLength * (long)c.HeadDim
-                         + (c.SharedClassifier ? 0 : c.VocabSize * dim);
-                if (headerBytes + floats * sizeof(float) == fileLength
-                    && Math.Max(c.VocabSize * dim, hidden * dim) * sizeof(float) <= Array.MaxLength)
-                    return;
-                _ = floats * sizeof(float);
+                var floats = c.VocabSize * dim + c.Layers * perLayer + dim + c.SequenceLength * (long)c.HeadDim
+                             + (c.SharedClassifier ? 0 : c.VocabSize * dim);
+                expected = headerBytes + floats * sizeof(float);
             }
         }
         catch (OverflowException)
         {
             throw new InvalidDataException($"{path}: llama2.c header sizes (dim {c.Dim}, hidden_dim {c.HiddenDim}, {c.Layers} layers, vocab {c.VocabSize}, seq_len {c.SequenceLength}) are absurd: the weights would exceed 2^63 bytes");
         }
-        var expected = headerBytes + floats * sizeof(float);
+        // Both matrices are part of the weights counted above, so their byte sizes cannot overflow either.
+        if (expected == fileLength && Math.Max((long)c.VocabSize * c.Dim, (long)c.HiddenDim * c.Dim) * sizeof(float) <= Array.MaxLength)
+            return;
         if (expected != fileLength)
             throw new InvalidDataException($"{path}: llama2.c header (dim {c.Dim}, hidden_dim {c.HiddenDim}, {c.Layers} layers, {c.Heads} heads, vocab {c.VocabSize}, seq_len {c.SequenceLength}) " +
                                            $"implies a file of {expected:N0} bytes; the file has {fileLength:N0} (truncated, or not a llama2.c legacy checkpoint)");
