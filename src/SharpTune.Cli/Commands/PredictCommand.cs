@@ -141,7 +141,6 @@ public static class PredictCommand
             console.Write(Table(taskName, results));
             if (results.Count > ShownRows)
                 console.MarkupLine($"[grey]... {results.Count - ShownRows:N0} more{(path is null ? "; write them all with --output FILE.jsonl" : "")}[/]");
-            var lines = results.Select(result => result.ToJsonString()).ToList();
             if (results.Count(HoldsNonFinite) is > 0 and var nonFinite)
                 Console.Error.WriteLine($"warning: {nonFinite:N0} result(s) hold NaN or infinite scores (the model's output is not finite; " +
                                         "check its weights); they are written as the JSON strings \"NaN\", \"Infinity\", \"-Infinity\"");
@@ -150,8 +149,8 @@ public static class PredictCommand
                 AtomicFile.Write(path, stream =>
                 {
                     using var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true);
-                    foreach (var line in lines)
-                        writer.Write(line + "\n");
+                    foreach (var result in results)
+                        writer.Write(result.ToJsonString() + "\n");
                 });
                 console.MarkupLine($"wrote {results.Count:N0} result(s) to {Markup.Escape(path)}");
             }
