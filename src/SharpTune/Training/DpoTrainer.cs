@@ -316,19 +316,10 @@ public sealed class DpoTrainer
         var logPath = Path.Combine(args.OutputDir, TrainingLogWriter.LogFileName);
         AtomicFile.WriteAllText(logPath, "");
         TorchRuntime.Seed(args.Seed);
-        var batchesPerEpoch = (TrainDataset.Count + args.PerDeviceTrainBatchSize - 1) / args.PerDeviceTrainBatchSize;
-        var stepsPerEpoch = (batchesPerEpoch + args.GradientAccumulationSteps - 1) / args.GradientAccumulationSteps;
-        var totalSteps = args.MaxSteps > 0 ? args.MaxSteps : (long)Math.Ceiling(args.NumTrainEpochs * stepsPerEpoch);
-        var warmup = LearningRateScheduler.ResolveWarmup(args.WarmupSteps, args.WarmupRatio, totalSteps);
-        var scheduler = new LearningRateScheduler(args.LrSchedulerType, warmup, totalSteps, args.NumCycles, args.PolynomialPower, args.PolynomialEndLearningRate);
+        var (_, totalSteps) = args.OptimizerSteps(TrainDataset.Count);
+        var scheduler = args.CreateScheduler(totalSteps);
         var groups = ParameterGroups.Create(Model, args.LearningRate, args.WeightDecay, Model.BaseModelPrefix, null, 1.0);
-        using Optimization.Optimizer optimizer = args.Optimizer switch
-        {
-            OptimizerType.AdamW => new AdamW(groups, args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon),
-            OptimizerType.AdamW8Bit => new AdamW(groups, args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon, eightBitStates: true),
-            OptimizerType.Sgd => new Sgd(groups, args.SgdMomentum),
-            _ => throw new ArgumentOutOfRangeException(nameof(args)),
-        };
+        using var optimizer = args.CreateOptimizer(groups);
         var state = new TrainerState { MaxSteps = totalSteps };
         var watch = Stopwatch.StartNew();
         void Log(Dictionary<string, double> entry, long step)

@@ -82,15 +82,12 @@ public sealed class Trainer
         if (args.GradientCheckpointing)
             Model.GradientCheckpointingEnable();
 
-        var batchesPerEpoch = (TrainDataset.Count + args.PerDeviceTrainBatchSize - 1) / args.PerDeviceTrainBatchSize;
-        var stepsPerEpoch = (batchesPerEpoch + args.GradientAccumulationSteps - 1) / args.GradientAccumulationSteps;
-        var totalSteps = args.MaxSteps > 0 ? args.MaxSteps : (long)Math.Ceiling(args.NumTrainEpochs * stepsPerEpoch);
+        var (stepsPerEpoch, totalSteps) = args.OptimizerSteps(TrainDataset.Count);
         var epochs = (int)Math.Ceiling((double)totalSteps / stepsPerEpoch);
-        var warmup = LearningRateScheduler.ResolveWarmup(args.WarmupSteps, args.WarmupRatio, totalSteps);
-        var scheduler = new LearningRateScheduler(args.LrSchedulerType, warmup, totalSteps, args.NumCycles, args.PolynomialPower, args.PolynomialEndLearningRate);
+        var scheduler = args.CreateScheduler(totalSteps);
 
         var groups = ParameterGroups.Create(Model, args.LearningRate, args.WeightDecay, Model.BaseModelPrefix, args.HeadLearningRate, args.LayerwiseLearningRateDecay);
-        using var optimizer = CreateOptimizer(groups);
+        using var optimizer = args.CreateOptimizer(groups);
         State = resumeFromCheckpoint is null ? new TrainerState() : TrainerCheckpoint.Restore(resumeFromCheckpoint, Model, optimizer);
         State.MaxSteps = totalSteps;
         State.NumTrainEpochs = epochs;
@@ -248,14 +245,6 @@ public sealed class Trainer
             return Samplers.LengthGrouped(TrainDataset.Select(e => e.Length).ToList(), Args.PerDeviceTrainBatchSize, Args.Seed, epoch);
         return Args.ShuffleTrainData ? Samplers.Random(TrainDataset.Count, Args.Seed, epoch) : Samplers.Sequential(TrainDataset.Count);
     }
-
-    private Optimizer CreateOptimizer(IReadOnlyList<ParameterGroup> groups) => Args.Optimizer switch
-    {
-        OptimizerType.AdamW => new AdamW(groups, Args.AdamBeta1, Args.AdamBeta2, Args.AdamEpsilon),
-        OptimizerType.AdamW8Bit => new AdamW(groups, Args.AdamBeta1, Args.AdamBeta2, Args.AdamEpsilon, eightBitStates: true),
-        OptimizerType.Sgd => new Sgd(groups, Args.SgdMomentum),
-        _ => throw new ArgumentOutOfRangeException(nameof(Args.Optimizer), Args.Optimizer, null),
-    };
 
     /// <summary>Evaluates, logs, updates the best metric; returns "best" when this evaluation is the best so far so the
     /// checkpoint saved at the same step becomes the best checkpoint.</summary>

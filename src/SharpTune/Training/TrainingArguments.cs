@@ -119,4 +119,25 @@ public sealed record TrainingArguments
                                    || (SaveStrategy == IntervalStrategy.Steps && SaveSteps % EvalSteps != 0)))
             throw new ArgumentException("LoadBestModelAtEnd needs evaluation and saving at the same points (same strategy, save steps a multiple of eval steps)");
     }
+
+    /// <summary>Optimizer steps in one epoch over <paramref name="examples"/> (partial batches and accumulation groups
+    /// count) and in the whole run (MaxSteps when set, else NumTrainEpochs epochs).</summary>
+    internal (int PerEpoch, long Total) OptimizerSteps(int examples)
+    {
+        var batchesPerEpoch = (examples + PerDeviceTrainBatchSize - 1) / PerDeviceTrainBatchSize;
+        var perEpoch = (batchesPerEpoch + GradientAccumulationSteps - 1) / GradientAccumulationSteps;
+        return (perEpoch, MaxSteps > 0 ? MaxSteps : (long)Math.Ceiling(NumTrainEpochs * perEpoch));
+    }
+
+    internal LearningRateScheduler CreateScheduler(long totalSteps) =>
+        new(LrSchedulerType, LearningRateScheduler.ResolveWarmup(WarmupSteps, WarmupRatio, totalSteps), totalSteps, NumCycles,
+            PolynomialPower, PolynomialEndLearningRate);
+
+    internal Optimizer CreateOptimizer(IReadOnlyList<ParameterGroup> groups) => Optimizer switch
+    {
+        OptimizerType.AdamW => new AdamW(groups, AdamBeta1, AdamBeta2, AdamEpsilon),
+        OptimizerType.AdamW8Bit => new AdamW(groups, AdamBeta1, AdamBeta2, AdamEpsilon, eightBitStates: true),
+        OptimizerType.Sgd => new Sgd(groups, SgdMomentum),
+        _ => throw new ArgumentOutOfRangeException(nameof(Optimizer), Optimizer, null),
+    };
 }
