@@ -79,9 +79,6 @@ internal static class OpenAIProtocol
         return node is JsonValue value && value.TryGetValue<string>(out var text) ? text : throw WrongType(name, "a string");
     }
 
-    public static string RequiredString(JsonObject body, string name) =>
-        OptionalString(body, name) ?? throw OpenAIException.BadRequest($"'{name}' is required", name, "missing_required_parameter");
-
     public static bool OptionalBool(JsonObject body, string name)
     {
         if (!body.TryGetPropertyValue(name, out var node) || node is null)
