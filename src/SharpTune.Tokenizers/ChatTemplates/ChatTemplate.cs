@@ -55,10 +55,11 @@ public sealed record ChatTemplateRendering(string Text, IReadOnlyList<Range> Ass
 /// A tokenizer's chat templates with the special tokens they see, rendered as transformers' <c>apply_chat_template</c>
 /// renders them (<see cref="JinjaTemplate"/>). Thread-safe: templates are parsed once and rendering shares no state.
 /// </summary>
-public sealed class ChatTemplate
+public sealed partial class ChatTemplate
 {
     private readonly IReadOnlyDictionary<string, string> _sources;
     private readonly ConcurrentDictionary<string, JinjaTemplate> _parsed = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _hasGenerationBlocks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, object?> _specialTokens;
     private readonly string _origin;
 
@@ -113,7 +114,11 @@ public sealed class ChatTemplate
 
     /// <summary>True when the selected template marks assistant text with <c>{% generation %}</c> blocks.</summary>
     public bool HasGenerationBlocks(ChatTemplateOptions? options = null) =>
-        System.Text.RegularExpressions.Regex.IsMatch(GetSource(options), @"\{%-?\s*generation\s*-?%\}");
+        _hasGenerationBlocks.GetOrAdd(SelectName(options ?? new ChatTemplateOptions()), name => GenerationTag().IsMatch(_sources[name]));
+
+    // Asked once per training example by SFT: scanned once per template.
+    [System.Text.RegularExpressions.GeneratedRegex(@"\{%-?\s*generation\s*-?%\}")]
+    private static partial System.Text.RegularExpressions.Regex GenerationTag();
 
     public string ApplyChatTemplate(IEnumerable<ChatMessage> messages, ChatTemplateOptions? options = null) =>
         Render(messages, options).Text;
